@@ -1,0 +1,111 @@
+// The only reader of process.env. Every setting of CONTRACT.md §7 is parsed here once, with
+// zod, into a typed object the composition roots (cli/, proxy/server.ts, activities/worker.ts)
+// pass down. Unset means the embedded default.
+import path from 'node:path';
+import { z } from 'zod';
+
+/** Clamp bounds for configured durations: a typo must not turn a deadline into minutes. */
+export const DECISION_DEADLINE_MS = { default: 300, min: 5, max: 30_000 } as const;
+
+const port = z.coerce.number().int().min(0).max(65_535);
+const list = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean),
+  )
+  .default([]);
+const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+const optionalString = z.preprocess(blankToUndefined, z.string().optional());
+
+const Env = z.object({
+  TEMPORAL_ADDRESS: optionalString,
+  TEMPORAL_NAMESPACE: z.preprocess(blankToUndefined, z.string().default('default')),
+  KAFKA_BROKERS: z.preprocess(blankToUndefined, list.optional()),
+  REDIS_URL: z.preprocess(blankToUndefined, z.url({ protocol: /^rediss?$/ }).optional()),
+  DATABASE_URL: z.preprocess(blankToUndefined, z.url({ protocol: /^postgres(ql)?$/ }).optional()),
+  VIGIL_DATA_DIR: z.preprocess(blankToUndefined, z.string().default('./.vigil')),
+  VIGIL_CONFIG: optionalString,
+  VIGIL_EDITION: z.preprocess(blankToUndefined, z.enum(['core', 'connect']).default('connect')),
+  VIGIL_PCI_LEVEL: z.preprocess(
+    blankToUndefined,
+    z.enum(['SAQ_A', 'SAQ_A_EP', 'SAQ_B', 'SAQ_C', 'SAQ_D', 'ROC']).default('SAQ_A'),
+  ),
+  PORT: z.preprocess(blankToUndefined, port.default(8080)),
+  API_PORT: z.preprocess(blankToUndefined, port.default(8081)),
+  VIGIL_DECISION_DEADLINE_MS: z.preprocess(
+    blankToUndefined,
+    z.coerce
+      .number()
+      .int()
+      .default(DECISION_DEADLINE_MS.default)
+      .transform((n) => Math.min(DECISION_DEADLINE_MS.max, Math.max(DECISION_DEADLINE_MS.min, n))),
+  ),
+  VIGIL_EGRESS_ALLOW: z.preprocess(blankToUndefined, list),
+  VIGIL_TRUSTED_PROXIES: z.preprocess(blankToUndefined, list),
+  VIGIL_ADMIN_TOKEN: optionalString,
+  VIGIL_SECRET_KEY: optionalString,
+  VIGIL_DEMO: z.preprocess(blankToUndefined, z.enum(['0', '1']).default('1')),
+  VIGIL_LOG_LEVEL: z.preprocess(
+    blankToUndefined,
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  ),
+  VIGIL_HOST: z.preprocess(blankToUndefined, z.string().default('127.0.0.1')),
+});
+
+export interface Config {
+  temporal: { address: string | undefined; namespace: string };
+  kafka: { brokers: string[] } | undefined;
+  redisUrl: string | undefined;
+  databaseUrl: string | undefined;
+  dataDir: string;
+  routesFile: string | undefined;
+  edition: 'core' | 'connect';
+  pciLevel: 'SAQ_A' | 'SAQ_A_EP' | 'SAQ_B' | 'SAQ_C' | 'SAQ_D' | 'ROC';
+  proxyPort: number;
+  apiPort: number;
+  host: string;
+  decisionDeadlineMs: number;
+  egressAllow: string[];
+  trustedProxies: string[];
+  adminToken: string | undefined;
+  secretKey: string | undefined;
+  demo: boolean;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+}
+
+export class ConfigError extends Error {
+  readonly code = 'invalid_config';
+}
+
+/** Parses the environment; an invalid value names its variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const parsed = Env.safeParse(env);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new ConfigError(`invalid environment: ${issues}`);
+  }
+  const e = parsed.data;
+  return {
+    temporal: { address: e.TEMPORAL_ADDRESS, namespace: e.TEMPORAL_NAMESPACE },
+    kafka: e.KAFKA_BROKERS && e.KAFKA_BROKERS.length > 0 ? { brokers: e.KAFKA_BROKERS } : undefined,
+    redisUrl: e.REDIS_URL,
+    databaseUrl: e.DATABASE_URL,
+    dataDir: path.resolve(e.VIGIL_DATA_DIR),
+    routesFile: e.VIGIL_CONFIG,
+    edition: e.VIGIL_EDITION,
+    pciLevel: e.VIGIL_PCI_LEVEL,
+    proxyPort: e.PORT,
+    apiPort: e.API_PORT,
+    host: e.VIGIL_HOST,
+    decisionDeadlineMs: e.VIGIL_DECISION_DEADLINE_MS,
+    egressAllow: e.VIGIL_EGRESS_ALLOW,
+    trustedProxies: e.VIGIL_TRUSTED_PROXIES,
+    adminToken: e.VIGIL_ADMIN_TOKEN,
+    secretKey: e.VIGIL_SECRET_KEY,
+    demo: e.VIGIL_DEMO === '1',
+    logLevel: e.VIGIL_LOG_LEVEL,
+  };
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# All the real services the tests need, started together on free loopback ports.
+#   scripts/services.sh install            install or build what is missing (idempotent, cached)
+#   scripts/services.sh up DIR [svc...]    start them (default: temporal kafka redis postgres);
+#                                          DIR/services.env collects their addresses
+#   scripts/services.sh down DIR
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+ALL=(temporal kafka redis postgres)
+
+case "${1:-}" in
+  install)
+    # The Go build is the slow one; the others run beside it.
+    "$here/temporal.sh" install & t=$!
+    "$here/redis.sh" install; "$here/postgres.sh" install; "$here/kafka.sh" install
+    wait "$t"
+    ;;
+  up)
+    dir=${2:?DIR}; shift 2; svcs=("${@:-${ALL[@]}}"); [ $# -eq 0 ] && svcs=("${ALL[@]}")
+    mkdir -p "$dir"; pids=()
+    for s in "${svcs[@]}"; do "$here/$s.sh" start "$dir" & pids+=($!); done
+    rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done
+    cat "$dir"/*.env >"$dir/services.env.tmp" 2>/dev/null || true
+    grep -v '^$' "$dir/services.env.tmp" >"$dir/services.env" || true; rm -f "$dir/services.env.tmp"
+    [ $rc -eq 0 ] || { "$0" down "$dir"; exit 1; }
+    ;;
+  down)
+    dir=${2:?DIR}
+    for s in "${ALL[@]}"; do "$here/$s.sh" stop "$dir" 2>/dev/null || true; done
+    ;;
+  *) echo "usage: $0 install|up DIR [svc...]|down DIR" >&2; exit 2 ;;
+esac

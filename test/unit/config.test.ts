@@ -1,0 +1,35 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../config/config.ts';
+
+describe('config', () => {
+  it('gives the embedded defaults when nothing is set', () => {
+    const c = loadConfig({});
+    expect(c.temporal.address).toBeUndefined();
+    expect(c.kafka).toBeUndefined();
+    expect(c.redisUrl).toBeUndefined();
+    expect(c.databaseUrl).toBeUndefined();
+    expect(c.proxyPort).toBe(8080);
+    expect(c.apiPort).toBe(8081);
+    expect(c.decisionDeadlineMs).toBe(300);
+    expect(c.edition).toBe('connect');
+    expect(c.demo).toBe(true);
+    expect(c.dataDir.endsWith('.vigil')).toBe(true);
+  });
+
+  it('parses lists and clamps the decision deadline', () => {
+    const c = loadConfig({
+      KAFKA_BROKERS: '127.0.0.1:9092, 127.0.0.1:9093',
+      VIGIL_EGRESS_ALLOW: '127.0.0.1:4000,risk.example',
+      VIGIL_DECISION_DEADLINE_MS: '999999',
+    });
+    expect(c.kafka?.brokers).toEqual(['127.0.0.1:9092', '127.0.0.1:9093']);
+    expect(c.egressAllow).toEqual(['127.0.0.1:4000', 'risk.example']);
+    expect(c.decisionDeadlineMs).toBe(30_000);
+  });
+
+  it('names the variable that is wrong', () => {
+    expect(() => loadConfig({ VIGIL_EDITION: 'gold' })).toThrow(ConfigError);
+    expect(() => loadConfig({ DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL/);
+    expect(() => loadConfig({ PORT: 'eighty' })).toThrow(/PORT/);
+  });
+});

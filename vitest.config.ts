@@ -1,0 +1,33 @@
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: {
+    reporters: process.env.CI ? ['default'] : ['default'],
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts'],
+          environment: 'node',
+        },
+      },
+      {
+        test: {
+          name: 'integration',
+          include: [
+            'test/integration/**/*.test.ts',
+            'test/workflows/**/*.test.ts',
+            'test/e2e/**/*.test.ts',
+          ],
+          environment: 'node',
+          globalSetup: ['test/helpers/services.global.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          // The services are shared; files run in parallel but each test names its own
+          // keys, topics, task queues and databases.
+          maxWorkers: 2,
+        },
+      },
+    ],
+  },
+});
