@@ -5,13 +5,39 @@
 /** Packages each room may import (exact names or scope prefixes ending in '/'). */
 export const PACKAGES = {
   rulesets: ['zod', 'jsonpath-plus'],
-  integrations: ['zod', 'undici', 'node:'],
-  storage: ['zod', 'better-sqlite3', 'pg', 'ioredis', '@platformatic/kafka', 'node:'],
-  decisions: ['zod', 'node:'],
+  integrations: ['zod', 'undici', 'prom-client', 'node:'],
+  storage: [
+    'zod',
+    'better-sqlite3',
+    'pg',
+    'ioredis',
+    '@platformatic/kafka',
+    'prom-client',
+    'node:',
+  ],
+  decisions: ['zod', 'prom-client', 'node:'],
   // Workflow code runs in Temporal's deterministic sandbox: nothing but the workflow SDK.
   workflows: ['@temporalio/workflow'],
-  activities: ['zod', '@temporalio/activity', '@temporalio/worker', '@temporalio/client', 'node:'],
-  proxy: ['zod', 'fastify', 'undici', 'yaml', '@temporalio/client', 'node:'],
+  activities: [
+    'zod',
+    '@temporalio/activity',
+    '@temporalio/worker',
+    '@temporalio/client',
+    'prom-client',
+    'node:',
+  ],
+  proxy: [
+    'zod',
+    'fastify',
+    'fastify-type-provider-zod',
+    '@fastify/swagger',
+    'undici',
+    'ws',
+    'yaml',
+    '@temporalio/client',
+    'prom-client',
+    'node:',
+  ],
   config: ['zod', 'node:'],
   cli: null, // the composition root: anything
 };
