@@ -2,7 +2,8 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    reporters: process.env.CI ? ['default'] : ['default'],
+    // The JSON report lets scripts/test.sh print a plain 'N passed, N failed' closing line.
+    reporters: ['default', ['json', { outputFile: '.vigil-test/results.json' }]],
     projects: [
       {
         test: {
@@ -21,6 +22,7 @@ export default defineConfig({
           ],
           environment: 'node',
           globalSetup: ['test/helpers/services.global.ts'],
+          setupFiles: ['test/helpers/quiet-temporal.ts'],
           testTimeout: 120_000,
           hookTimeout: 120_000,
           // The services are shared; files run in parallel but each test names its own

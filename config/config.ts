@@ -53,6 +53,9 @@ const Env = z.object({
     z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   ),
   VIGIL_HOST: z.preprocess(blankToUndefined, z.string().default('127.0.0.1')),
+  VIGIL_TEMPORAL_BIN: optionalString,
+  VIGIL_CACHE: optionalString,
+  HOME: optionalString,
 });
 
 export interface Config {
@@ -74,7 +77,12 @@ export interface Config {
   secretKey: string | undefined;
   demo: boolean;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  /** The Temporal CLI binary for the embedded dev server (scripts/temporal.sh builds it). */
+  temporalBin: string;
 }
+
+/** Must match scripts/temporal.sh: the binary it builds and caches. */
+export const TEMPORAL_CLI_VERSION = '1.5.1';
 
 export class ConfigError extends Error {
   readonly code = 'invalid_config';
@@ -107,5 +115,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     secretKey: e.VIGIL_SECRET_KEY,
     demo: e.VIGIL_DEMO === '1',
     logLevel: e.VIGIL_LOG_LEVEL,
+    temporalBin:
+      e.VIGIL_TEMPORAL_BIN ??
+      path.join(
+        e.VIGIL_CACHE ?? path.join(e.HOME ?? '/root', '.cache/vigil'),
+        `temporal-${TEMPORAL_CLI_VERSION}`,
+        'temporal',
+      ),
   };
 }

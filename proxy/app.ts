@@ -1,0 +1,167 @@
+// Builds the API server (never listens: server.ts and the CLI do). Routes are plugins that get
+// their dependencies passed in; the app itself knows only errors, auth, health and metrics.
+import swagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import {
+  hasZodFastifySchemaValidationErrors,
+  isResponseSerializationError,
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type { TokenVerifier } from './auth.ts';
+import { statusOf } from './errors.ts';
+import type { ApiMetrics } from './metrics.ts';
+
+/** Server limits: fastify's defaults leave requestTimeout and connectionTimeout at 0 (none). */
+export const API_LIMITS = {
+  bodyLimit: 1024 * 1024,
+  requestTimeoutMs: 30_000,
+  connectionTimeoutMs: 60_000,
+  keepAliveTimeoutMs: 10_000,
+  maxHeaderSize: 16 * 1024,
+} as const;
+
+export type HealthState = 'up' | 'down' | 'degraded' | 'disabled';
+export interface HealthCheck {
+  name: string;
+  /** Whether the process can serve without it (readyz stays 200 when an optional one is down). */
+  required: boolean;
+  check(): Promise<{ state: HealthState; detail?: string }>;
+}
+
+export interface AppOptions {
+  metrics: ApiMetrics;
+  health: HealthCheck[];
+  verifyToken: TokenVerifier;
+  /** Route plugins under /api, registered in order. */
+  routes?: ((app: FastifyInstance, verify: TokenVerifier) => Promise<void> | void)[];
+  logger?: FastifyServerOptions['logger'];
+  serveApi?: boolean;
+  version?: string;
+}
+
+export type App = FastifyInstance;
+
+const HEALTH_TIMEOUT_MS = 1_000;
+
+async function runCheck(c: HealthCheck) {
+  const timeout = new Promise<{ state: HealthState; detail: string }>((resolve) =>
+    setTimeout(
+      () => resolve({ state: 'down', detail: 'health check timed out' }),
+      HEALTH_TIMEOUT_MS,
+    ).unref(),
+  );
+  try {
+    return await Promise.race([c.check(), timeout]);
+  } catch (err) {
+    return { state: 'down' as const, detail: err instanceof Error ? err.message : String(err) };
+  }
+}
+
+export async function buildApp(opts: AppOptions): Promise<App> {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    bodyLimit: API_LIMITS.bodyLimit,
+    requestTimeout: API_LIMITS.requestTimeoutMs,
+    connectionTimeout: API_LIMITS.connectionTimeoutMs,
+    keepAliveTimeout: API_LIMITS.keepAliveTimeoutMs,
+    routerOptions: { maxParamLength: 200 },
+    http: { maxHeaderSize: API_LIMITS.maxHeaderSize },
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Vigil API', version: opts.version ?? '0.1.0' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  app.setErrorHandler(
+    (err: Error & { statusCode?: number; validationContext?: string }, req, reply) => {
+      if (hasZodFastifySchemaValidationErrors(err)) {
+        const issues = err.validation.map((v) => ({
+          path: `${err.validationContext ?? 'body'}${v.instancePath.replaceAll('/', '.')}`.replace(
+            /\.(\d+)(?=\.|$)/g,
+            '[$1]',
+          ),
+          message: v.message ?? 'invalid',
+        }));
+        opts.metrics.httpErrors.inc({ code: 'invalid_request' });
+        return reply.code(400).send({
+          error: 'invalid_request',
+          message: issues.map((i) => `${i.path}: ${i.message}`).join('; '),
+          issues,
+        });
+      }
+      // Fastify's own client errors (bad JSON, body too large, unsupported type) carry statusCode.
+      const fastifyStatus = err.statusCode;
+      if (
+        !isResponseSerializationError(err) &&
+        fastifyStatus &&
+        fastifyStatus >= 400 &&
+        fastifyStatus < 500 &&
+        !('details' in err)
+      ) {
+        const code =
+          fastifyStatus === 413
+            ? 'payload_too_large'
+            : fastifyStatus === 415
+              ? 'unsupported_media_type'
+              : 'bad_request';
+        opts.metrics.httpErrors.inc({ code });
+        return reply.code(fastifyStatus).send({ error: code, message: err.message });
+      }
+      const { status, code } = statusOf(err);
+      opts.metrics.httpErrors.inc({ code });
+      if (status >= 500) {
+        req.log.error({ err }, 'request failed');
+        return reply
+          .code(status)
+          .send({
+            error: code,
+            message: status === 503 ? 'a dependency is unavailable' : 'internal error',
+          });
+      }
+      const details = (err as { details?: Record<string, unknown> }).details ?? {};
+      return reply.code(status).send({ error: code, message: err.message, ...details });
+    },
+  );
+  app.setNotFoundHandler((req, reply) =>
+    reply
+      .code(404)
+      .send({ error: 'not_found', message: `no route for ${req.method} ${req.url.split('?')[0]}` }),
+  );
+
+  app.get('/healthz', { schema: { hide: true } }, () => ({ status: 'ok' }));
+  app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
+    const results = await Promise.all(opts.health.map(async (c) => ({ c, r: await runCheck(c) })));
+    const dependencies = Object.fromEntries(
+      results.map(({ c, r }) => [
+        c.name,
+        { state: r.state, required: c.required, ...(r.detail ? { detail: r.detail } : {}) },
+      ]),
+    );
+    const ready = results.every(
+      ({ c, r }) => !c.required || r.state === 'up' || r.state === 'degraded',
+    );
+    return reply
+      .code(ready ? 200 : 503)
+      .send({ status: ready ? 'ready' : 'not_ready', dependencies });
+  });
+  app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
+    const body = await opts.metrics.registry.metrics();
+    return reply.type(opts.metrics.registry.contentType).send(body);
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());
+
+  if (opts.serveApi !== false) {
+    for (const plugin of opts.routes ?? []) await plugin(app, opts.verifyToken);
+  }
+  return app;
+}
