@@ -11,7 +11,7 @@ describe('Redis (real)', () => {
     await redis.connect();
     const key = `svc:${randomUUID()}`;
     await redis.zadd(key, '1', 'a', '2', 'b');
-    expect(await redis.zrange(key, 0, -1)).toEqual(['a', 'b']);
+    expect(await redis.zrange(key, '0', '-1')).toEqual(['a', 'b']);
     const [secs] = (await redis.eval("return redis.call('TIME')", 0)) as [string, string];
     expect(Math.abs(Number(secs) - Date.now() / 1000)).toBeLessThan(5);
     await redis.del(key);
