@@ -121,12 +121,10 @@ export async function buildApp(opts: AppOptions): Promise<App> {
       opts.metrics.httpErrors.inc({ code });
       if (status >= 500) {
         req.log.error({ err }, 'request failed');
-        return reply
-          .code(status)
-          .send({
-            error: code,
-            message: status === 503 ? 'a dependency is unavailable' : 'internal error',
-          });
+        return reply.code(status).send({
+          error: code,
+          message: status === 503 ? 'a dependency is unavailable' : 'internal error',
+        });
       }
       const details = (err as { details?: Record<string, unknown> }).details ?? {};
       return reply.code(status).send({ error: code, message: err.message, ...details });
