@@ -27,7 +27,11 @@ start() {
   local bin port data="$dir/postgres/data" sock="$dir/postgres/sock" logf="$dir/postgres/postgres.log"
   bin=$(pg_bin); port=$(free_port)
   mkdir -p "$dir/postgres" "$sock"
-  [ "$(id -u)" -eq 0 ] && chown -R postgres "$dir/postgres"
+  if [ "$(id -u)" -eq 0 ]; then
+    # The cluster's owner must be able to walk into DIR, which mkdtemp makes 0700 for root.
+    chmod a+x "$dir"
+    chown -R postgres "$dir/postgres"
+  fi
   if [ ! -f "$data/PG_VERSION" ]; then
     as_owner "$bin/initdb" -D "$data" -U vigil --auth=trust -E UTF8 >"$dir/postgres/initdb.log" 2>&1 \
       || { cat "$dir/postgres/initdb.log" >&2; die "initdb"; }
