@@ -48,7 +48,16 @@ export default tseslint.config(
       'import-x/no-cycle': ['error', { ignoreExternal: true }],
       'vigil/allowed-packages': 'error',
       'vigil/workflow-type-only': 'error',
+      // config/config.ts parses the environment once; everything else gets a typed Config.
+      'no-restricted-properties': [
+        'error',
+        { object: 'process', property: 'env', message: 'read settings from config/config.ts' },
+      ],
     },
+  },
+  {
+    files: ['config/**', 'test/**', 'bench/**', 'eslint/**', 'vitest.config.ts'],
+    rules: { 'no-restricted-properties': 'off' },
   },
   {
     files: ['**/*.js', '**/*.mjs'],

@@ -1,12 +1,23 @@
 // The `vigil` command. `start` runs everything from one command; `api`, `proxy` and `worker`
 // run one role each; the other commands talk to a running API.
 import { loadConfig } from '../config/config.ts';
+import { runClientCommand } from './commands.ts';
 import { runRoles } from './runtime.ts';
 
 const USAGE = `usage: vigil <command>
 
   start                 API, proxy, worker and (without TEMPORAL_ADDRESS) the embedded Temporal dev server
   api | proxy | worker  one role alone (they share the data dir's embedded store)
+  ruleset push FILE     upload a ruleset document as a DRAFT
+  ruleset activate ID   make a ruleset ACTIVE for its context
+  decide FILE           ask for a decision on the context in FILE
+  integration put FILE  register or replace a Link integration
+  playbook put FILE     register or replace a playbook
+  simulate ID FILE|SINCE [UNTIL]   a ruleset's decisions beside the active one's
+  events tail [--topic T] [--follow]   print the event stream (local file or Kafka)
+
+The client commands use VIGIL_TOKEN (or VIGIL_ADMIN_TOKEN, or the token file 'vigil start'
+writes into the data dir) and VIGIL_API_URL (default http://127.0.0.1:$API_PORT).
 
 Environment: see README.md (PORT, API_PORT, VIGIL_DATA_DIR, TEMPORAL_ADDRESS, DATABASE_URL, ...).`;
 
@@ -21,6 +32,17 @@ async function main(argv: string[]): Promise<number> {
       return runRoles(loadConfig(), { api: false, proxy: true, worker: false, embedded: false });
     case 'worker':
       return runRoles(loadConfig(), { api: false, proxy: false, worker: true, embedded: false });
+    case 'ruleset':
+    case 'decide':
+    case 'integration':
+    case 'playbook':
+    case 'simulate':
+      return runClientCommand(
+        loadConfig(),
+        argv,
+        (l) => console.log(l),
+        (l) => console.error(l),
+      );
     case undefined:
     case '-h':
     case '--help':

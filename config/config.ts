@@ -54,6 +54,8 @@ const Env = z.object({
   ),
   VIGIL_HOST: z.preprocess(blankToUndefined, z.string().default('127.0.0.1')),
   VIGIL_TEMPORAL_BIN: optionalString,
+  VIGIL_TOKEN: optionalString,
+  VIGIL_API_URL: z.preprocess(blankToUndefined, z.url({ protocol: /^https?$/ }).optional()),
   VIGIL_CACHE: optionalString,
   HOME: optionalString,
 });
@@ -79,6 +81,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The Temporal CLI binary for the embedded dev server (scripts/temporal.sh builds it). */
   temporalBin: string;
+  /** For the client commands (`vigil decide` …): the token and the API to call. */
+  client: { token: string | undefined; apiUrl: string | undefined };
 }
 
 /** Must match scripts/temporal.sh: the binary it builds and caches. */
@@ -115,6 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     secretKey: e.VIGIL_SECRET_KEY,
     demo: e.VIGIL_DEMO === '1',
     logLevel: e.VIGIL_LOG_LEVEL,
+    client: { token: e.VIGIL_TOKEN, apiUrl: e.VIGIL_API_URL },
     temporalBin:
       e.VIGIL_TEMPORAL_BIN ??
       path.join(
