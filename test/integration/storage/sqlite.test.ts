@@ -1,0 +1,4 @@
+import { storeContract } from './contract.ts';
+import { sqliteTarget } from './targets.ts';
+
+storeContract(sqliteTarget());
