@@ -1,9 +1,34 @@
 // The composition root: builds the adapters the configuration names (or the embedded
 // defaults), wires them into the roles asked for and runs until SIGINT/SIGTERM.
+import { createHash, randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
 import { Connection } from '@temporalio/client';
 import type { Config } from '../config/config.ts';
-import { buildApp, type HealthCheck } from '../proxy/app.ts';
-import { createMetrics } from '../proxy/metrics.ts';
+import { ActiveRulesets } from '../decisions/active-rulesets.ts';
+import type { DecideDeps } from '../decisions/decide.ts';
+import { decide } from '../decisions/decide.ts';
+import type { DecisionRecord, RulesetRow } from '../decisions/ports.ts';
+import { DecisionRequest } from '../decisions/request.ts';
+import { buildApp, type App, type HealthCheck } from '../proxy/app.ts';
+import { SCOPES, type TokenVerifier } from '../proxy/auth.ts';
+import { createInlineProxy, type InlineProxy } from '../proxy/inline/index.ts';
+import { createMetrics, type ApiMetrics } from '../proxy/metrics.ts';
+import { blacklistRoutes } from '../proxy/routes/blacklist.ts';
+import { decisionRoutes } from '../proxy/routes/decisions.ts';
+import { eventRoutes } from '../proxy/routes/events.ts';
+import { rulesetRoutes } from '../proxy/routes/rulesets.ts';
+import { tokenRoutes } from '../proxy/routes/tokens.ts';
+import { parseRuleset, type RulesetDocument } from '../rulesets/schema.ts';
+import { BlacklistIndex } from '../storage/blacklist-index.ts';
+import { MemoryCounterStore } from '../storage/counters/memory.ts';
+import { RedisCounterStore } from '../storage/counters/redis.ts';
+import { DecisionLog } from '../storage/decision-log.ts';
+import { FileEventSink } from '../storage/event-file.ts';
+import { openStore, type Store } from '../storage/store.ts';
+import { ADMIN_TOKEN_FILE } from './client.ts';
+import { startDemoOrigin } from './demo-origin.ts';
 import { startEmbeddedTemporal, type EmbeddedTemporal } from './embedded-temporal.ts';
 
 export interface Roles {
@@ -16,9 +41,316 @@ export interface Roles {
 
 const log = (msg: string) => console.log(`[vigil] ${msg}`);
 
+/** The instance secret: VIGIL_SECRET_KEY, or a key generated once into the data dir (0600). */
+export function loadSecretKey(dataDir: string, configured: string | undefined): Buffer {
+  if (configured) return createHash('sha256').update(configured).digest();
+  const file = path.join(dataDir, 'secret.key');
+  if (existsSync(file)) return Buffer.from(readFileSync(file, 'utf8').trim(), 'base64');
+  mkdirSync(dataDir, { recursive: true });
+  const key = randomBytes(32);
+  writeFileSync(file, `${key.toString('base64')}\n`, { mode: 0o600, flag: 'wx' });
+  return key;
+}
+
+/** Stored documents are parsed again on load (defaults applied; cheap, once per version). */
+function toActive(rows: RulesetRow[]) {
+  const out: { id: string; context: string; version: number; document: RulesetDocument }[] = [];
+  for (const r of rows) {
+    const parsed = parseRuleset(r.document, { edition: 'connect' });
+    if (parsed.ok)
+      out.push({ id: r.id, context: r.context, version: r.version, document: parsed.value });
+    else
+      console.error(
+        `[vigil] ruleset ${r.id} no longer parses; skipped: ${JSON.stringify(parsed.issues)}`,
+      );
+  }
+  return out;
+}
+
+export interface Runtime {
+  config: Config;
+  store: Store;
+  metrics: ApiMetrics;
+  app: App;
+  decideDeps: DecideDeps;
+  active: ActiveRulesets;
+  log: DecisionLog<DecisionRecord>;
+  close(): Promise<void>;
+}
+
+/** Everything but listening: the API app and the decision path over the configured adapters. */
+export async function buildRuntime(
+  config: Config,
+  opts: { serveApi: boolean; temporalAddress?: string | undefined },
+): Promise<Runtime> {
+  const closers: (() => Promise<void> | void)[] = [];
+  const metrics = createMetrics();
+  const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+  closers.push(() => store.close());
+  const secretKey = loadSecretKey(config.dataDir, config.secretKey);
+
+  const counters = config.redisUrl
+    ? new RedisCounterStore({
+        url: config.redisUrl,
+        hashKey: secretKey,
+        commandTimeoutMs: config.counterTimeoutMs,
+        onError: () => metrics.counterErrors.inc(0),
+      })
+    : new MemoryCounterStore();
+  closers.push(() => counters.close());
+  const blacklist = await BlacklistIndex.open(store);
+  closers.push(() => blacklist.close());
+  const active = new ActiveRulesets({
+    activeRulesets: async () => toActive(await store.activeRulesets()),
+  });
+  await active.refresh();
+  const unwatch = store.watchRulesets(() => void active.refresh().catch(() => {}));
+  closers.push(unwatch);
+  const decisionLog = new DecisionLog<DecisionRecord>(store);
+  closers.push(() => decisionLog.close());
+  const events = new FileEventSink({ dataDir: config.dataDir });
+  closers.push(() => events.close());
+
+  const decideDeps: DecideDeps = {
+    rulesets: active,
+    counters,
+    blacklist,
+    log: decisionLog,
+    outbox: {
+      enqueue: async (item) => {
+        await store.enqueue({ kind: 'case_decision', key: item.workflow_id, payload: item });
+      },
+    },
+    events,
+    secretKey,
+    pciLevel: config.pciLevel,
+    deadlineMs: config.decisionDeadlineMs,
+    now: Date.now,
+    clock: () => performance.now(),
+    observe: (o) => {
+      metrics.decisions.inc({ context: o.context, outcome: o.outcome });
+      metrics.engineSeconds.observe({ context: o.context }, o.engineMs / 1000);
+      metrics.decisionSeconds.observe({ context: o.context }, o.totalMs / 1000);
+      if (o.counterFailed) {
+        metrics.counterErrors.inc();
+        metrics.failOpen.inc({ reason: 'counter_unavailable' });
+      }
+    },
+  };
+
+  // Tokens: the configured admin token is registered (hashed) with every scope; without one,
+  // the first start creates a bootstrap token, prints it once and keeps it in a 0600 file.
+  if (config.adminToken) {
+    await store.importToken({
+      token: config.adminToken,
+      name: 'admin (VIGIL_ADMIN_TOKEN)',
+      scopes: [...SCOPES],
+    });
+  } else if (opts.serveApi && (await store.listTokens()).length === 0) {
+    const t = await store.createToken({ name: 'bootstrap admin', scopes: [...SCOPES] });
+    const file = path.join(config.dataDir, ADMIN_TOKEN_FILE);
+    writeFileSync(file, `${t.token}\n`, { mode: 0o600 });
+    chmodSync(file, 0o600);
+    log(`bootstrap admin token (shown once, also in ${file}):\n\n    ${t.token}\n`);
+  }
+  const verifyToken: TokenVerifier = async (plaintext) => {
+    const row = await store.findToken(plaintext);
+    return row ? { token_id: row.id, name: row.name, scopes: row.scopes } : undefined;
+  };
+
+  const health: HealthCheck[] = [
+    {
+      name: 'store',
+      required: true,
+      check: async () => {
+        await store.ping();
+        return { state: 'up', detail: store.dialect };
+      },
+    },
+    {
+      name: 'counters',
+      required: false,
+      check: () => {
+        if (counters instanceof RedisCounterStore) {
+          const s = counters.status();
+          return Promise.resolve({
+            state: s.breaker === 'closed' && s.connection === 'ready' ? 'up' : 'degraded',
+            detail: `redis ${s.connection}, breaker ${s.breaker}`,
+          });
+        }
+        return Promise.resolve({ state: 'up', detail: 'in-process' });
+      },
+    },
+    {
+      name: 'events',
+      required: false,
+      check: () => {
+        const s = events.stats();
+        return Promise.resolve({
+          state: 'up',
+          detail: `file ${events.file}, dropped ${s.dropped}`,
+        });
+      },
+    },
+    {
+      name: 'outbox',
+      required: false,
+      check: async () => {
+        const s = await store.outboxStats();
+        return {
+          state: 'up',
+          detail: `${s.size} waiting, oldest ${Math.round(s.oldestAgeMs / 1000)} s`,
+        };
+      },
+    },
+    {
+      name: 'temporal',
+      required: false,
+      check: async () => {
+        if (!opts.temporalAddress) return { state: 'disabled', detail: 'TEMPORAL_ADDRESS unset' };
+        const c = await Connection.connect({ address: opts.temporalAddress, connectTimeout: 500 });
+        try {
+          await c.workflowService.describeNamespace({ namespace: config.temporal.namespace });
+          return { state: 'up', detail: opts.temporalAddress };
+        } finally {
+          await c.close();
+        }
+      },
+    },
+  ];
+
+  const rulesetRepo = {
+    create: (d: { name: string; context: string; document: unknown }) => store.createRuleset(d),
+    get: (id: string) => store.getRuleset(id),
+    list: (f: { context?: string }) => store.listRulesets(f),
+    updateDraft: (id: string, d: { name: string; context: string; document: unknown }) =>
+      store.updateDraft(id, d),
+    activate: (id: string) => store.activate(id),
+    rollback: (id: string) => store.rollback(id),
+  };
+  const blacklistRepo = {
+    add: (e: Parameters<Store['addBlacklist']>[0]) => store.addBlacklist(e),
+    get: (id: string) => store.getBlacklist(id),
+    list: (f: { field_path?: string }) => store.listBlacklist(f),
+    delete: (id: string) => store.deleteBlacklist(id),
+  };
+
+  const app = await buildApp({
+    metrics,
+    health,
+    verifyToken,
+    serveApi: opts.serveApi,
+    routes: [
+      decisionRoutes({
+        decide: decideDeps,
+        log: decisionLog,
+        resolver: {
+          resolve: (id, resolution, note) => decisionLog.resolve(id, resolution, note ?? null),
+        },
+      }),
+      rulesetRoutes({
+        repo: rulesetRepo,
+        edition: config.edition,
+        onActivated: () => active.refresh(),
+        simulate: {
+          active,
+          blacklist,
+          newCounterStore: () => new MemoryCounterStore(),
+          listDecisions: (q) => decisionLog.list(q),
+          now: Date.now,
+        },
+      }),
+      blacklistRoutes(blacklistRepo, () => blacklist.refresh()),
+      eventRoutes({
+        log: decisionLog,
+        events: { insert: async (e) => void (await store.insertEvent(e)) },
+        rulesets: { get: (id) => store.getRuleset(id) },
+        blacklist: {
+          add: async (e) => {
+            const entry = await store.addBlacklist(e);
+            await blacklist.refresh();
+            return entry;
+          },
+        },
+        now: Date.now,
+      }),
+      tokenRoutes({
+        create: (t) => store.createToken(t),
+        revoke: (id) => store.revokeToken(id),
+      }),
+    ],
+  });
+  closers.unshift(() => app.close());
+
+  return {
+    config,
+    store,
+    metrics,
+    app,
+    decideDeps,
+    active,
+    log: decisionLog,
+    close: async () => {
+      for (const close of closers) {
+        try {
+          await close();
+        } catch (err) {
+          console.error('[vigil] close failed:', err);
+        }
+      }
+    },
+  };
+}
+
+/** Pushes and activates the sample rulesets once, when the store has none (VIGIL_DEMO=1). */
+async function seedSamples(store: Store, active: ActiveRulesets, dir: string): Promise<void> {
+  if ((await store.listRulesets()).length > 0) return;
+  for (const file of ['default.json', 'checkout.json', 'login.json']) {
+    const parsed = parseRuleset(JSON.parse(readFileSync(path.join(dir, file), 'utf8')), {
+      edition: 'connect',
+    });
+    if (!parsed.ok) throw new Error(`sample ${file} is invalid: ${JSON.stringify(parsed.issues)}`);
+    const doc = parsed.value;
+    const row = await store.createRuleset({ name: doc.name, context: doc.context, document: doc });
+    await store.activate(row.id);
+  }
+  await active.refresh();
+  log(`sample rulesets activated for contexts default, checkout, login (${dir})`);
+}
+
+function demoRoutes(originUrl: string): object {
+  return {
+    mode: 'active',
+    origins: { shop: originUrl },
+    session: { cookie: 'sid' },
+    routes: [
+      {
+        match: { method: 'POST', path: '/login' },
+        origin: 'shop',
+        context: 'login',
+        extract: {
+          '$.customer.email': { from: 'body', field: 'email' },
+          '$.device.fingerprint': { from: 'header', name: 'x-device-id' },
+        },
+      },
+      {
+        match: { method: 'POST', path: '/checkout/*' },
+        origin: 'shop',
+        context: 'checkout',
+        extract: {
+          '$.transaction.amount': { from: 'body', field: 'amount', type: 'integer' },
+          '$.transaction.currency': { from: 'body', field: 'currency' },
+          '$.credential_fingerprint': { from: 'body', field: 'card_token' },
+          '$.customer.id': { from: 'body', field: 'customer_id' },
+        },
+      },
+      { match: { path: '/*' }, origin: 'shop' },
+    ],
+  };
+}
+
 export async function runRoles(config: Config, roles: Roles): Promise<number> {
   const closers: (() => Promise<void>)[] = [];
-  const metrics = createMetrics();
   let embedded: EmbeddedTemporal | undefined;
   let temporalAddress = config.temporal.address;
   if (!temporalAddress && roles.embedded) {
@@ -30,35 +362,56 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
     temporalAddress = embedded.address;
     closers.push(() => embedded!.stop());
   }
+  mkdirSync(config.dataDir, { recursive: true });
+  const rt = await buildRuntime(config, { serveApi: roles.api, temporalAddress });
+  closers.unshift(() => rt.close());
+  const root = path.resolve(import.meta.dirname, '..');
+  const demo = config.demo && roles.embedded;
+  if (demo) await seedSamples(rt.store, rt.active, path.join(root, 'examples/rulesets'));
 
-  const health: HealthCheck[] = [
-    {
-      name: 'temporal',
-      required: false,
-      check: async () => {
-        if (!temporalAddress) return { state: 'disabled', detail: 'TEMPORAL_ADDRESS unset' };
-        const c = await Connection.connect({ address: temporalAddress, connectTimeout: 500 });
-        try {
-          await c.workflowService.describeNamespace({ namespace: config.temporal.namespace });
-          return { state: 'up', detail: temporalAddress };
-        } finally {
-          await c.close();
-        }
-      },
-    },
-  ];
-
-  const app = await buildApp({
-    metrics,
-    health,
-    verifyToken: () => Promise.resolve(undefined),
-    serveApi: roles.api,
-  });
-  await app.listen({ port: config.apiPort, host: config.host });
-  closers.unshift(() => app.close());
+  await rt.app.listen({ port: config.apiPort, host: config.host });
   log(
-    `API on http://${config.host}:${config.apiPort} (health: /healthz /readyz, metrics: /metrics)`,
+    `API on http://${config.host}:${config.apiPort} (/api, /healthz, /readyz, /metrics, /openapi.json)`,
   );
+
+  if (roles.proxy) {
+    let routes: string | object | undefined = config.routesFile;
+    if (!routes && demo) {
+      const origin = await startDemoOrigin();
+      closers.unshift(() => origin.close());
+      routes = demoRoutes(origin.url);
+      log(`demo origin 'shop' on ${origin.url}`);
+    }
+    if (routes) {
+      const proxy: InlineProxy = createInlineProxy({
+        config: routes,
+        trustedProxies: config.trustedProxies,
+        registry: rt.metrics.registry,
+        decide: async (input) => {
+          const parsed = DecisionRequest.safeParse({ ...input.body, context: input.context });
+          if (!parsed.success)
+            throw new Error('the extracted context is not a valid decision request');
+          const r = await decide(rt.decideDeps, parsed.data, { source: input.source });
+          return { id: r.id, decision: r.decision };
+        },
+        onRequestEvent: (e) =>
+          rt.decideDeps.events.publish('vigil.requests', String(e.decision_id ?? e.path), {
+            schema: 'vigil.request/1',
+            ...e,
+          }),
+      });
+      await proxy.listen(config.proxyPort, config.host);
+      closers.unshift(() => proxy.close(2_000));
+      log(`proxy on http://${config.host}:${config.proxyPort}`);
+    } else {
+      log('proxy not started: set VIGIL_CONFIG to a routes file');
+    }
+  }
+  if (demo) {
+    log(
+      `try: curl -s -X POST http://${config.host}:${config.proxyPort}/checkout/cart -H 'content-type: application/json' -d '{"amount":150000,"currency":"EUR","card_token":"tok_1"}'`,
+    );
+  }
 
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {

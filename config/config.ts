@@ -55,6 +55,14 @@ const Env = z.object({
   VIGIL_HOST: z.preprocess(blankToUndefined, z.string().default('127.0.0.1')),
   VIGIL_TEMPORAL_BIN: optionalString,
   VIGIL_TOKEN: optionalString,
+  VIGIL_COUNTER_TIMEOUT_MS: z.preprocess(
+    blankToUndefined,
+    z.coerce
+      .number()
+      .int()
+      .default(50)
+      .transform((n) => Math.min(2_000, Math.max(5, n))),
+  ),
   VIGIL_API_URL: z.preprocess(blankToUndefined, z.url({ protocol: /^https?$/ }).optional()),
   VIGIL_CACHE: optionalString,
   HOME: optionalString,
@@ -81,6 +89,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The Temporal CLI binary for the embedded dev server (scripts/temporal.sh builds it). */
   temporalBin: string;
+  /** Redis counter command timeout (ms): past it the decision fails open for velocity. */
+  counterTimeoutMs: number;
   /** For the client commands (`vigil decide` …): the token and the API to call. */
   client: { token: string | undefined; apiUrl: string | undefined };
 }
@@ -120,6 +130,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     demo: e.VIGIL_DEMO === '1',
     logLevel: e.VIGIL_LOG_LEVEL,
     client: { token: e.VIGIL_TOKEN, apiUrl: e.VIGIL_API_URL },
+    counterTimeoutMs: e.VIGIL_COUNTER_TIMEOUT_MS,
     temporalBin:
       e.VIGIL_TEMPORAL_BIN ??
       path.join(

@@ -37,7 +37,7 @@ declare module 'fastify' {
 
 const BEARER = /^Bearer\s+(\S{1,512})$/i;
 
-/** A preHandler that needs a valid token carrying `scope`: 401 without one, 403 without the scope. */
+/** An onRequest hook (before body parsing and validation, so an unauthorized caller learns nothing about the body) that needs a valid token carrying `scope`: 401 without one, 403 without the scope. */
 export function requireScope(verify: TokenVerifier, scope: Scope) {
   return async (req: FastifyRequest): Promise<void> => {
     const header = req.headers.authorization;

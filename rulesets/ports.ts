@@ -109,3 +109,20 @@ export type BackendCallResult =
 export interface BackendCaller {
   call(req: BackendCallRequest): Promise<BackendCallResult>;
 }
+
+/**
+ * How a decision was reached. RULE_ENGINE: no live backend rule took part (none was reached, or
+ * each lacked context). BACKEND: a live backend rule took part (called, failed or left pending)
+ * and no live condition or blacklist rule matched. COMBINED: both.
+ */
+export type EvaluationType = 'RULE_ENGINE' | 'BACKEND' | 'COMBINED';
+
+/** An `async: true` backend rule left to the decision's workflow, with what it needs to run. */
+export interface PendingBackend {
+  rule_id: string;
+  integration: string;
+  backend_id: string;
+  on_error: 'allow' | 'block' | 'review';
+  timeout_ms?: number;
+  shadow?: true;
+}

@@ -1,0 +1,280 @@
+// POST /api/decisions under load beside its anchor, measured in the same run on this machine:
+// a bare node:http server that parses the same JSON body and answers a small JSON document.
+// Vigil runs as `vigil api` in a child process with a 20-rule ruleset, first with in-process
+// counters, then with Redis counters. Targets (issue 3): in-process ≥ 0.5× the anchor's
+// throughput, Redis ≥ 0.35×, p99 ≤ 5 ms at half of Vigil's max throughput.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { closedLoop, openLoop, ratio, type LoadResult, type LoadTarget } from './load.ts';
+
+const root = path.resolve(import.meta.dirname, '..');
+const TOKEN = 'vgl_bench_admin_token_0123456789abcdef';
+
+export function benchRuleset(): object {
+  const rules: object[] = [
+    {
+      id: 'vip',
+      type: 'condition',
+      action: 'ALLOW',
+      condition: { in: { path: '$.customer.id', values: ['cus_vip1', 'cus_vip2'] } },
+    },
+    {
+      id: 'bad',
+      type: 'blacklist',
+      action: 'BLOCK',
+      fields: ['$.credential_fingerprint', '$.device.ip'],
+    },
+    {
+      id: 'card-testing',
+      type: 'condition',
+      action: 'BLOCK',
+      condition: {
+        and: [
+          { lt: { path: '$.transaction.amount', value: 500 } },
+          { velocity: { field: '$.credential_fingerprint', window: '1h', gt: 50 } },
+        ],
+      },
+    },
+    {
+      id: 'many-cards',
+      type: 'condition',
+      action: 'REVIEW',
+      condition: {
+        velocity: {
+          field: '$.device.ip',
+          distinct: '$.credential_fingerprint',
+          window: '24h',
+          gte: 1000,
+        },
+      },
+    },
+    {
+      id: 'card-day',
+      type: 'condition',
+      action: 'REVIEW',
+      condition: { velocity: { field: '$.credential_fingerprint', window: '24h', gt: 10_000 } },
+    },
+    {
+      id: 'customer-hour',
+      type: 'condition',
+      action: 'REVIEW',
+      condition: { velocity: { field: '$.customer.id', window: '1h', gt: 10_000 } },
+    },
+  ];
+  for (let i = 0; rules.length < 20; i++) {
+    rules.push({
+      id: `cond-${i}`,
+      type: 'condition',
+      action: i % 3 === 0 ? 'REVIEW' : 'BLOCK',
+      condition: {
+        or: [
+          { gte: { path: '$.transaction.amount', value: 10_000_000 + i } },
+          {
+            and: [
+              { eq: { path: '$.transaction.currency', value: 'XTS' } },
+              { neq: { path: '$.metadata.channel', value: `c${i}` } },
+            ],
+          },
+          { in: { path: '$.device.ip', values: [`198.51.100.${i}`, `198.51.100.${i + 100}`] } },
+        ],
+      },
+    });
+  }
+  return { name: 'bench-20', context: 'checkout', rules };
+}
+
+export function decisionBody(i: number): string {
+  return JSON.stringify({
+    context: 'checkout',
+    transaction: { reference: `ord_${i}`, amount: 1000 + (i % 5000), currency: 'EUR' },
+    credential: {
+      type: 'masked_pan',
+      bin: '411111',
+      last4: String(1000 + (i % 9000)).slice(-4),
+      expiry: '12/29',
+    },
+    customer: { id: `cus_${i % 1000}`, email: `u${i % 1000}@example.com` },
+    device: {
+      ip: `203.0.113.${i % 250}`,
+      fingerprint: `dev_${i % 500}`,
+      session: `sess_${i % 2000}`,
+    },
+    metadata: { channel: 'web' },
+  });
+}
+
+async function startAnchor(): Promise<{ url: string; close(): Promise<void> }> {
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { context?: string };
+      const out = JSON.stringify({
+        id: 'dec_anchor',
+        decision: 'ALLOW',
+        context: body.context ?? 'default',
+      });
+      res.writeHead(200, {
+        'content-type': 'application/json',
+        'content-length': Buffer.byteLength(out),
+      });
+      res.end(out);
+    });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    close: () => new Promise((r) => server.close(() => r())),
+  };
+}
+
+async function freePort(): Promise<number> {
+  const s = http.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function startVigil(
+  env: Record<string, string>,
+): Promise<{ url: string; stop(): Promise<void> }> {
+  const dataDir = mkdtempSync(path.join(tmpdir(), 'vigil-bench-'));
+  const port = await freePort();
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--no-warnings', path.join(root, 'cli/main.ts'), 'api'],
+    {
+      env: {
+        ...process.env,
+        ...env,
+        API_PORT: String(port),
+        VIGIL_DATA_DIR: dataDir,
+        VIGIL_ADMIN_TOKEN: TOKEN,
+        VIGIL_DEMO: '0',
+        VIGIL_LOG_LEVEL: 'warn',
+        KAFKA_BROKERS: '',
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; ; i++) {
+    try {
+      const r = await request(`${url}/healthz`);
+      await r.body.dump();
+      if (r.statusCode === 200) break;
+    } catch {
+      if (i > 150) throw new Error('vigil api did not start');
+    }
+    await sleep(100);
+  }
+  const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
+  const created = await request(`${url}/api/admin/rulesets`, {
+    method: 'POST',
+    headers: auth,
+    body: JSON.stringify(benchRuleset()),
+  });
+  const rs = (await created.body.json()) as { id?: string };
+  if (!rs.id) throw new Error(`ruleset upload failed: ${JSON.stringify(rs)}`);
+  const act = await request(`${url}/api/admin/rulesets/${rs.id}/activate`, {
+    method: 'POST',
+    headers: { authorization: auth.authorization },
+  });
+  await act.body.dump();
+  return {
+    url,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.once('exit', r));
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface ApiBenchResult {
+  anchor: LoadResult;
+  memory: { max: LoadResult; half: LoadResult };
+  redis?: { max: LoadResult; half: LoadResult };
+  ratios: { memory: number; redis?: number };
+  pass: { memory: boolean; redis?: boolean; p99: boolean };
+}
+
+export async function runApiBench(
+  opts: { seconds?: number; connections?: number; redisUrl?: string } = {},
+): Promise<ApiBenchResult> {
+  const seconds = opts.seconds ?? 5;
+  const connections = opts.connections ?? 32;
+  const target = (url: string, auth: boolean): LoadTarget => ({
+    url,
+    method: 'POST',
+    path: '/api/decisions',
+    headers: {
+      'content-type': 'application/json',
+      ...(auth ? { authorization: `Bearer ${TOKEN}` } : {}),
+    },
+    body: decisionBody,
+  });
+
+  const anchorServer = await startAnchor();
+  const anchor = await closedLoop(target(anchorServer.url, false), connections, seconds);
+  await anchorServer.close();
+
+  const measure = async (env: Record<string, string>) => {
+    const v = await startVigil(env);
+    try {
+      const max = await closedLoop(target(v.url, true), connections, seconds);
+      const half = await openLoop(
+        target(v.url, true),
+        Math.max(1, Math.floor(max.rps / 2)),
+        seconds,
+      );
+      return { max, half };
+    } finally {
+      await v.stop();
+    }
+  };
+  const memory = await measure({ REDIS_URL: '' });
+  const redis = opts.redisUrl ? await measure({ REDIS_URL: opts.redisUrl }) : undefined;
+  const rMem = memory.max.rps / anchor.rps;
+  const rRedis = redis ? redis.max.rps / anchor.rps : undefined;
+  return {
+    anchor,
+    memory,
+    ...(redis ? { redis } : {}),
+    ratios: { memory: rMem, ...(rRedis !== undefined ? { redis: rRedis } : {}) },
+    pass: {
+      memory: rMem >= 0.5,
+      ...(rRedis !== undefined ? { redis: rRedis >= 0.35 } : {}),
+      p99: memory.half.p99_ms <= 5 && (!redis || redis.half.p99_ms <= 5),
+    },
+  };
+}
+
+export function printApiBench(r: ApiBenchResult, log: (s: string) => void): void {
+  const line = (name: string, x: LoadResult) =>
+    `  ${name.padEnd(34)} ${String(x.rps).padStart(7)} req/s  p50 ${x.p50_ms} ms  p99 ${x.p99_ms} ms  errors ${x.errors}`;
+  log('POST /api/decisions (20-rule ruleset) vs bare node:http JSON server');
+  log(line('anchor: bare node:http', r.anchor));
+  log(line('vigil, in-process counters (max)', r.memory.max));
+  log(line('vigil, in-process counters (½ max)', r.memory.half));
+  if (r.redis) {
+    log(line('vigil, Redis counters (max)', r.redis.max));
+    log(line('vigil, Redis counters (½ max)', r.redis.half));
+  }
+  log(
+    `  ratio in-process/anchor ${ratio(r.memory.max.rps, r.anchor.rps)} (target ≥ 0.5: ${r.pass.memory ? 'PASS' : 'FAIL'})`,
+  );
+  if (r.redis)
+    log(
+      `  ratio Redis/anchor ${ratio(r.redis.max.rps, r.anchor.rps)} (target ≥ 0.35: ${r.pass.redis ? 'PASS' : 'FAIL'})`,
+    );
+  log(`  p99 at half max ≤ 5 ms: ${r.pass.p99 ? 'PASS' : 'FAIL'}`);
+}

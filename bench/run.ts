@@ -1,0 +1,54 @@
+// `npm run bench`: every benchmark, each beside its anchor measured in the same run, printed as
+// ratios with PASS/FAIL against the issue targets. Loopback only, bounded in time.
+//   npm run bench                 all benchmarks that exist
+//   npm run bench -- api engine   only those named
+// REDIS_URL, when set, adds the Redis-counter run of the API benchmark.
+import { existsSync } from 'node:fs';
+import path from 'node:path';
+
+type Bench = { name: string; file: string; run: (mod: Record<string, unknown>) => Promise<void> };
+
+const log = (s: string) => console.log(s);
+const here = import.meta.dirname;
+
+const BENCHES: Bench[] = [
+  {
+    name: 'engine',
+    file: 'engine.ts',
+    run: async (m) => {
+      const fn = m.runEngineBench as ((o?: object) => Promise<unknown> | unknown) | undefined;
+      if (!fn) throw new Error('bench/engine.ts exports no runEngineBench');
+      log(JSON.stringify(await fn({}), null, 2));
+    },
+  },
+  {
+    name: 'api',
+    file: 'api.ts',
+    run: async (m) => {
+      const { runApiBench, printApiBench } = m as typeof import('./api.ts');
+      // Only the environment's REDIS_URL: bench/ may read process.env (it is not a room).
+      printApiBench(await runApiBench({ redisUrl: process.env.REDIS_URL }), log);
+    },
+  },
+];
+
+const wanted = process.argv.slice(2);
+let failed = 0;
+for (const b of BENCHES) {
+  if (wanted.length && !wanted.includes(b.name)) continue;
+  const file = path.join(here, b.file);
+  if (!existsSync(file)) {
+    log(`== ${b.name}: ${b.file} not present, skipped`);
+    continue;
+  }
+  log(`== ${b.name}`);
+  const t0 = Date.now();
+  try {
+    await b.run((await import(file)) as Record<string, unknown>);
+  } catch (err) {
+    failed++;
+    log(`  failed: ${(err as Error).message}`);
+  }
+  log(`   (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
+}
+process.exitCode = failed ? 1 : 0;

@@ -1,0 +1,197 @@
+// The decide use-case: one deadline for the whole decision; counters in one round trip, the
+// blacklist from memory, backends under what is left of the deadline; then the answer. What
+// can happen after the answer does: the decision log is batched, events go to a bounded
+// buffer. Only the handoff of a risky decision is awaited (the durable outbox), so an
+// acknowledged REVIEW/BLOCK is never lost.
+import { evaluate, type EvalResult } from '../rulesets/evaluate.ts';
+import type {
+  BackendCaller,
+  BlacklistLookup,
+  CounterStore,
+  Counts,
+  DecisionOutcome,
+} from '../rulesets/ports.ts';
+import type { ActiveRulesets } from './active-rulesets.ts';
+import { fingerprintCredential, type PciLevel } from './credential.ts';
+import { idFromKey, newId } from './ids.ts';
+import type {
+  DecisionLogPort,
+  DecisionRecord,
+  DecisionResponse,
+  EventPort,
+  OutboxPort,
+} from './ports.ts';
+import type { DecisionRequest } from './request.ts';
+
+export interface DecideDeps {
+  rulesets: ActiveRulesets;
+  counters: CounterStore;
+  blacklist: BlacklistLookup;
+  backends?: BackendCaller;
+  log: DecisionLogPort;
+  outbox: OutboxPort;
+  events: EventPort;
+  secretKey: Buffer;
+  pciLevel: PciLevel;
+  deadlineMs: number;
+  now: () => number;
+  /** High-resolution clock for elapsed_ms (performance.now()). */
+  clock: () => number;
+  observe?: (o: {
+    context: string;
+    outcome: DecisionOutcome;
+    engineMs: number;
+    totalMs: number;
+    counterFailed: boolean;
+  }) => void;
+}
+
+export interface DecideOptions {
+  dryRun?: boolean;
+  /** The caller's Idempotency-Key: the same key is the same decision, counted once. */
+  idempotencyKey?: string;
+  /** Where the request came from, for events (`api`, `proxy`, `authz`). */
+  source?: string;
+}
+
+const NO_COUNTS: Counts = { get: () => undefined };
+const RISKY: ReadonlySet<DecisionOutcome> = new Set(['REVIEW', 'BLOCK', 'PROVISIONAL']);
+
+/** A counter store that does not answer within its share of the deadline is unavailable. */
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  if (ms <= 0) return Promise.reject(new Error('deadline'));
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error('counter store timed out')), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+export function caseWorkflowId(session: string | undefined | null, decisionId: string): string {
+  return session ? `session-${session}` : `decision-${decisionId}`;
+}
+
+export async function decide(
+  deps: DecideDeps,
+  request: DecisionRequest,
+  opts: DecideOptions = {},
+): Promise<DecisionResponse> {
+  const t0 = deps.clock();
+  const nowMs = deps.now();
+  const deadline = nowMs + deps.deadlineMs;
+  const dryRun = opts.dryRun === true;
+
+  const { credential, context: contextName, ...rest } = request;
+  const fingerprint = credential
+    ? fingerprintCredential(credential, deps.secretKey, deps.pciLevel)
+    : (request.credential_fingerprint ?? null);
+
+  const id = opts.idempotencyKey
+    ? idFromKey('dec', opts.idempotencyKey, 'decision')
+    : newId('dec', nowMs);
+  if (opts.idempotencyKey && !dryRun) {
+    const earlier = await deps.log.get(id);
+    if (earlier) return earlier.response;
+  }
+
+  // The decision context: the request minus the raw credential, plus its fingerprint.
+  const ctx: Record<string, unknown> = { ...rest, context: contextName };
+  if (fingerprint) ctx.credential_fingerprint = fingerprint;
+  const session = (request.device?.session as string | undefined) ?? null;
+
+  const active = deps.rulesets.resolve(contextName);
+  let result: EvalResult | undefined;
+  let counterFailed = false;
+  let engineMs = 0;
+  if (active) {
+    const requests = active.compiled.counterRequests(ctx);
+    // No countable value in this context: nothing to count, and nothing is unavailable.
+    let counts: Counts | 'unavailable' = NO_COUNTS;
+    if (requests.length > 0) {
+      try {
+        counts = await withTimeout(
+          deps.counters.count(id, nowMs, requests, { record: !dryRun }),
+          deadline - deps.now(),
+        );
+      } catch {
+        counts = 'unavailable';
+        counterFailed = true;
+      }
+    }
+    const te = deps.clock();
+    result = await evaluate(active.compiled, ctx, {
+      counts,
+      blacklist: deps.blacklist,
+      backends: deps.backends,
+      now: deps.now,
+      deadlineMs: deadline,
+      // Split groups without a sticky key (no card, no customer) spread at random.
+      random: Math.random,
+    });
+    engineMs = deps.clock() - te;
+  }
+
+  const decision: DecisionOutcome = result?.decision ?? 'ALLOW';
+  const risky = RISKY.has(decision);
+  const workflowId = risky && !dryRun ? caseWorkflowId(session, id) : null;
+  const response: DecisionResponse = {
+    id,
+    decision,
+    context: contextName,
+    ruleset_id: active?.id ?? null,
+    credential_fingerprint: fingerprint,
+    rules: result?.rules ?? [],
+    backend_results: result?.backend_results ?? [],
+    has_errors: result?.has_errors ?? false,
+    degraded: result?.degraded ?? [],
+    evaluation_type: result?.evaluation_type ?? 'RULE_ENGINE',
+    workflow_id: workflowId,
+    elapsed_ms: 0,
+  };
+  if (dryRun) response.dry_run = true;
+  const occurredAt = new Date(nowMs).toISOString();
+
+  if (!dryRun) {
+    const { metadata: _metadata, ...contextData } = ctx;
+    if (workflowId) {
+      await deps.outbox.enqueue({
+        workflow_id: workflowId,
+        decision_id: id,
+        decision,
+        context: contextName,
+        ruleset_id: response.ruleset_id,
+        session,
+        credential_fingerprint: fingerprint,
+        occurred_at: occurredAt,
+        context_data: contextData,
+        ...(result?.pending?.length ? { pending: result.pending } : {}),
+      });
+    }
+    response.elapsed_ms = round(deps.clock() - t0);
+    const record: DecisionRecord = { response, context: ctx, session, created_at: occurredAt };
+    deps.log.append(record);
+    deps.events.publish('vigil.decisions', session ?? id, {
+      ...response,
+      session,
+      occurred_at: occurredAt,
+      source: opts.source ?? 'api',
+      request: contextData,
+    });
+  } else {
+    response.elapsed_ms = round(deps.clock() - t0);
+  }
+  deps.observe?.({
+    context: contextName,
+    outcome: decision,
+    engineMs,
+    totalMs: response.elapsed_ms,
+    counterFailed,
+  });
+  return response;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}

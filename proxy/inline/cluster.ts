@@ -1,0 +1,143 @@
+// Several proxy processes sharing one listening socket (node:cluster), so the proxy uses every
+// core. State that must be exact across them (velocity counts) lives in the counter store the
+// composition root wires (Redis, or the shared embedded store), never in a worker's memory.
+// The primary only supervises: it forks, restarts the dead, relays SIGHUP (config reload) and
+// stops everyone on SIGTERM/SIGINT.
+import cluster, { type Worker } from 'node:cluster';
+import os from 'node:os';
+import { stderrLogger, type ProxyLogger } from './types.ts';
+
+export interface WorkerHandle {
+  close(): Promise<void>;
+}
+
+export interface ClusterOptions {
+  /** Worker processes; default os.availableParallelism(). */
+  workers?: number | undefined;
+  /** Runs in each worker (starts the proxy); what it returns is closed on shutdown. */
+  worker: () => Promise<WorkerHandle | void> | WorkerHandle | void;
+  log?: ProxyLogger | undefined;
+  /** First restart delay; doubles while workers keep dying young, up to 30 s. */
+  restartDelayMs?: number | undefined;
+  /**
+   * Who hands out connections: `os` (default: every worker accepts on the shared socket, the
+   * kernel picks) or `rr` (the primary accepts and passes each connection on). `os` has no
+   * accept bottleneck in the primary and loses nothing when a worker dies: connections still
+   * queued in the kernel go to a live worker, while under `rr` one handed to a dying worker is
+   * gone.
+   */
+  scheduling?: 'os' | 'rr' | undefined;
+  /** Install SIGTERM/SIGINT/SIGHUP handlers (default true). */
+  handleSignals?: boolean | undefined;
+}
+
+export interface ClusterHandle {
+  role: 'primary' | 'worker';
+  /** Live worker pids (primary only). */
+  pids(): number[];
+  /** Restarts so far (primary only). */
+  restarts(): number;
+  stop(): Promise<void>;
+}
+
+/** A worker that dies sooner than this after starting counts as crash-looping. */
+const YOUNG_MS = 5_000;
+const MAX_DELAY_MS = 30_000;
+
+export function workerCount(requested: number | undefined): number {
+  if (requested === undefined || !Number.isFinite(requested) || requested < 1) {
+    return os.availableParallelism();
+  }
+  return Math.min(Math.floor(requested), 512);
+}
+
+async function runWorker(opts: ClusterOptions): Promise<ClusterHandle> {
+  const log = opts.log ?? stderrLogger;
+  const handle = (await opts.worker()) ?? undefined;
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      try {
+        await handle?.close();
+      } catch (err) {
+        log.error({ error: (err as Error).message }, 'worker close failed');
+      }
+    })());
+  if (opts.handleSignals !== false) {
+    const exit = () => void stop().finally(() => process.exit(0));
+    process.once('SIGTERM', exit);
+    process.once('SIGINT', exit);
+    // The primary went away: finish what is in flight, then leave.
+    process.once('disconnect', exit);
+  }
+  return { role: 'worker', pids: () => [process.pid], restarts: () => 0, stop };
+}
+
+function runPrimary(opts: ClusterOptions): ClusterHandle {
+  const log = opts.log ?? stderrLogger;
+  const n = workerCount(opts.workers);
+  const baseDelay = opts.restartDelayMs ?? 500;
+  let delay = baseDelay;
+  let restarts = 0;
+  let stopping = false;
+  const started = new Map<Worker, number>();
+  const timers = new Set<NodeJS.Timeout>();
+
+  cluster.schedulingPolicy = opts.scheduling === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
+  const fork = () => {
+    const w = cluster.fork();
+    started.set(w, Date.now());
+  };
+
+  cluster.on('exit', (w, code, signal) => {
+    const bornAt = started.get(w) ?? 0;
+    started.delete(w);
+    if (stopping) return;
+    const young = Date.now() - bornAt < YOUNG_MS;
+    delay = young ? Math.min(delay * 2, MAX_DELAY_MS) : baseDelay;
+    const wait = young ? delay : 0;
+    log.warn(
+      { pid: w.process.pid, code, signal, restart_in_ms: wait },
+      'proxy worker exited; starting another',
+    );
+    const t = setTimeout(() => {
+      timers.delete(t);
+      if (stopping) return;
+      restarts++;
+      fork();
+    }, wait);
+    timers.add(t);
+  });
+
+  for (let i = 0; i < n; i++) fork();
+  log.info({ workers: n, pid: process.pid }, 'proxy cluster started');
+
+  const pids = () =>
+    [...started.keys()].map((w) => w.process.pid).filter((p): p is number => p !== undefined);
+
+  const stop = async () => {
+    stopping = true;
+    for (const t of timers) clearTimeout(t);
+    const exits = [...started.keys()].map(
+      (w) =>
+        new Promise<void>((resolve) => (w.isDead() ? resolve() : w.once('exit', () => resolve()))),
+    );
+    for (const w of started.keys()) w.process.kill('SIGTERM');
+    await Promise.all(exits);
+  };
+
+  if (opts.handleSignals !== false) {
+    const shutdown = () => void stop().finally(() => process.exit(0));
+    process.once('SIGTERM', shutdown);
+    process.once('SIGINT', shutdown);
+    process.on('SIGHUP', () => {
+      for (const w of started.keys()) w.process.kill('SIGHUP');
+    });
+  }
+  return { role: 'primary', pids, restarts: () => restarts, stop };
+}
+
+/** In the primary: forks and supervises workers. In a worker: runs `worker`. */
+export async function runCluster(opts: ClusterOptions): Promise<ClusterHandle> {
+  return cluster.isPrimary ? runPrimary(opts) : runWorker(opts);
+}

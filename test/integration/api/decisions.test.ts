@@ -1,0 +1,367 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ADMIN, auth, startRuntime } from './helpers.ts';
+
+type Rt = Awaited<ReturnType<typeof startRuntime>>;
+let rt: Rt;
+
+const RULESET = {
+  name: 'api test',
+  context: 'checkout',
+  rules: [
+    {
+      id: 'known-bad',
+      type: 'blacklist',
+      action: 'BLOCK',
+      fields: ['$.credential_fingerprint'],
+      populate_on: ['chargeback'],
+      ttl_seconds: 3600,
+    },
+    {
+      id: 'card-testing',
+      type: 'condition',
+      action: 'BLOCK',
+      condition: { velocity: { field: '$.credential_fingerprint', window: '1h', gt: 3 } },
+    },
+    {
+      id: 'big',
+      type: 'condition',
+      action: 'REVIEW',
+      condition: { gte: { path: '$.transaction.amount', value: 100000 } },
+    },
+  ],
+};
+
+async function json(
+  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
+  url: string,
+  body?: unknown,
+  token: string | null = ADMIN,
+) {
+  const res = await rt.app.inject({
+    method,
+    url,
+    headers: token ? auth(token) : {},
+    ...(body === undefined ? {} : { payload: body as object }),
+  });
+  return {
+    status: res.statusCode,
+    body: res.body ? (JSON.parse(res.body) as Record<string, any>) : {},
+  };
+}
+
+const card = (last4: string) => ({ type: 'masked_pan', bin: '411111', last4, expiry: '12/29' });
+
+beforeAll(async () => {
+  rt = await startRuntime();
+  const created = await json('POST', '/api/admin/rulesets', RULESET);
+  expect(created.status).toBe(201);
+  expect(created.body.status).toBe('DRAFT');
+  expect((await json('POST', `/api/admin/rulesets/${created.body.id}/activate`)).status).toBe(200);
+});
+afterAll(async () => rt?.close());
+
+describe('decisions API (embedded store)', () => {
+  it('answers with the contract shape and finds the decision right after', async () => {
+    const r = await json('POST', '/api/decisions', {
+      context: 'checkout',
+      transaction: { amount: 150000, currency: 'EUR' },
+      credential: card('0001'),
+      device: { session: 'sess_a' },
+      metadata: { channel: 'web' },
+    });
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({
+      decision: 'REVIEW',
+      context: 'checkout',
+      workflow_id: 'session-sess_a',
+      has_errors: false,
+      degraded: [],
+    });
+    expect(r.body.credential_fingerprint).toMatch(/^crd_/);
+    expect(r.body.rules.map((x: any) => [x.rule_id, x.result])).toEqual([
+      ['known-bad', 'not_matched'],
+      ['card-testing', 'not_matched'],
+      ['big', 'matched'],
+    ]);
+    const got = await json('GET', `/api/decisions/${r.body.id}`);
+    expect(got.status).toBe(200);
+    expect(got.body.id).toBe(r.body.id);
+    // The raw card never reaches storage: only its fingerprint.
+    await rt.log.flush();
+    const row = await rt.store.getDecision(r.body.id);
+    expect(JSON.stringify(row)).not.toContain('411111');
+    // A risky decision is handed off durably before the answer.
+    const outbox = await rt.store.outboxStats();
+    expect(outbox.size).toBeGreaterThanOrEqual(1);
+  });
+
+  it('counts velocity exactly and blocks card testing; dry_run does not count', async () => {
+    const body = { context: 'checkout', transaction: { amount: 100 }, credential: card('0002') };
+    const dry = await json('POST', '/api/decisions?dry_run=true', body);
+    expect(dry.body.dry_run).toBe(true);
+    const out = [];
+    for (let i = 0; i < 5; i++)
+      out.push((await json('POST', '/api/decisions', body)).body.decision);
+    expect(out).toEqual(['ALLOW', 'ALLOW', 'ALLOW', 'BLOCK', 'BLOCK']);
+  });
+
+  it('an Idempotency-Key makes a retried request one decision, counted once', async () => {
+    const body = { context: 'checkout', transaction: { amount: 100 }, credential: card('0003') };
+    const send = (key: string) =>
+      rt.app.inject({
+        method: 'POST',
+        url: '/api/decisions',
+        headers: { ...auth(), 'idempotency-key': key },
+        payload: body,
+      });
+    const a = JSON.parse((await send('k-1')).body);
+    const b = JSON.parse((await send('k-1')).body);
+    expect(b.id).toBe(a.id);
+    for (const k of ['k-2', 'k-3']) await send(k);
+    // 3 distinct decisions so far: the 4th is the first over the threshold (gt 3).
+    expect(JSON.parse((await send('k-4')).body).decision).toBe('BLOCK');
+  });
+
+  it('a chargeback fills the blacklist and the next decision with that card is BLOCK', async () => {
+    const body = { context: 'checkout', transaction: { amount: 100 }, credential: card('0004') };
+    const first = await json('POST', '/api/decisions', body);
+    expect(first.body.decision).toBe('ALLOW');
+    const ev = await json('POST', '/api/events', {
+      type: 'chargeback',
+      decision_id: first.body.id,
+      occurred_at: new Date().toISOString(),
+      data: { amount: 100 },
+    });
+    expect(ev.status).toBe(201);
+    expect(ev.body.blacklisted).toHaveLength(1);
+    const next = await json('POST', '/api/decisions', body);
+    expect(next.body.decision).toBe('BLOCK');
+    expect(next.body.rules[0]).toMatchObject({ rule_id: 'known-bad', result: 'matched' });
+    const list = await json('GET', '/api/admin/blacklist?field_path=$.credential_fingerprint');
+    expect(list.body.entries[0]).toMatchObject({ source_decision_id: first.body.id });
+    expect(list.body.entries[0].display_hint).not.toBe(list.body.entries[0].value);
+  });
+
+  it('resolves a decision once: 200 then 409', async () => {
+    const d = await json('POST', '/api/decisions', {
+      context: 'checkout',
+      transaction: { amount: 200000 },
+    });
+    expect(
+      (await json('POST', `/api/decisions/${d.body.id}/resolve`, { resolution: 'reject' })).status,
+    ).toBe(200);
+    const again = await json('POST', `/api/decisions/${d.body.id}/resolve`, {
+      resolution: 'accept',
+    });
+    expect(again.status).toBe(409);
+    expect(again.body.error).toBe('already_resolved');
+  });
+
+  it.each([
+    ['amount as a string', { transaction: { amount: '10' } }, 'transaction.amount'],
+    ['fractional amount', { transaction: { amount: 10.5 } }, 'transaction.amount'],
+    ['lowercase currency', { transaction: { currency: 'eur' } }, 'transaction.currency'],
+    [
+      'short bin',
+      { credential: { type: 'masked_pan', bin: '41', last4: '1234' } },
+      'credential.bin',
+    ],
+    ['unknown credential type', { credential: { type: 'cvv', value: '123' } }, 'credential.type'],
+    ['bad ip', { device: { ip: '300.1.1.1' } }, 'device.ip'],
+    ['metadata not flat', { metadata: { nested: { a: 1 } } }, 'metadata.nested'],
+    ['context with spaces', { context: 'Check Out' }, 'context'],
+    ['items not an array', { items: { a: 1 } }, 'items'],
+    [
+      'both credential and fingerprint',
+      { credential: card('0005'), credential_fingerprint: 'tok' },
+      'credential_fingerprint',
+    ],
+    ['reserved backends key', { backends: { x: 1 } }, 'backends'],
+  ])('refuses a malformed request (%s) naming %s, storing nothing', async (_what, body, field) => {
+    const before = (await rt.store.listDecisions({})).length;
+    const r = await json('POST', '/api/decisions', body);
+    expect(r.status).toBe(400);
+    expect(r.body.error).toBe('invalid_request');
+    expect(r.body.issues.map((i: any) => i.path)).toContain(field);
+    await rt.log.flush();
+    expect((await rt.store.listDecisions({})).length).toBe(before);
+  });
+
+  it('refuses a raw PAN at the default PCI level', async () => {
+    const r = await json('POST', '/api/decisions', {
+      credential: { type: 'pan', number: '4111111111111111' },
+    });
+    expect(r.status).toBe(400);
+    expect(r.body.error).toBe('pan_not_allowed');
+    expect(JSON.stringify(r.body)).not.toContain('4111111111111111');
+  });
+
+  it('refuses a 10 MB body with 413', async () => {
+    const res = await rt.app.inject({
+      method: 'POST',
+      url: '/api/decisions',
+      headers: { ...auth(), 'content-type': 'application/json' },
+      payload: `{"metadata":{"x":"${'a'.repeat(10 * 1024 * 1024)}"}}`,
+    });
+    expect(res.statusCode).toBe(413);
+    expect(JSON.parse(res.body).error).toBe('payload_too_large');
+  });
+});
+
+describe('rulesets API', () => {
+  it('refuses a bad document with invalid_ruleset naming the field, storing nothing', async () => {
+    const before = (await json('GET', '/api/admin/rulesets')).body.rulesets.length;
+    const r = await json('POST', '/api/admin/rulesets', {
+      name: 'x',
+      context: 'checkout',
+      rules: [
+        {
+          id: 'a',
+          type: 'condition',
+          action: 'BLOCK',
+          condition: { gt: { path: '$..x', value: 1 } },
+        },
+      ],
+    });
+    expect(r.status).toBe(400);
+    expect(r.body).toMatchObject({
+      error: 'invalid_ruleset',
+      issues: [{ path: 'rules[0].condition.gt.path' }],
+    });
+    expect((await json('GET', '/api/admin/rulesets')).body.rulesets.length).toBe(before);
+  });
+
+  it('edits only drafts, swaps ACTIVE atomically and rolls back', async () => {
+    const list = (await json('GET', '/api/admin/rulesets?context=checkout')).body.rulesets;
+    const first = list.find((r: any) => r.status === 'ACTIVE');
+    expect((await json('PUT', `/api/admin/rulesets/${first.id}`, RULESET)).status).toBe(409);
+    const v2 = await json('POST', '/api/admin/rulesets', { ...RULESET, name: 'v2', rules: [] });
+    expect(
+      (
+        await json('PUT', `/api/admin/rulesets/${v2.body.id}`, {
+          ...RULESET,
+          name: 'v2 edited',
+          rules: [],
+        })
+      ).body.name,
+    ).toBe('v2 edited');
+    await json('POST', `/api/admin/rulesets/${v2.body.id}/activate`);
+    expect((await json('GET', `/api/admin/rulesets/${first.id}`)).body.status).toBe('INACTIVE');
+    const d = await json('POST', '/api/decisions', {
+      context: 'checkout',
+      transaction: { amount: 200000 },
+    });
+    expect(d.body).toMatchObject({ decision: 'ALLOW', ruleset_id: v2.body.id, rules: [] });
+    expect((await json('POST', `/api/admin/rulesets/${first.id}/rollback`)).status).toBe(200);
+    expect((await json('GET', `/api/admin/rulesets/${v2.body.id}`)).body.status).toBe('INACTIVE');
+    const again = await json('POST', '/api/decisions', {
+      context: 'checkout',
+      transaction: { amount: 200000 },
+    });
+    expect(again.body).toMatchObject({ decision: 'REVIEW', ruleset_id: first.id });
+  });
+
+  it('falls back to default, and with neither answers ALLOW with no rules', async () => {
+    const none = await json('POST', '/api/decisions', { context: 'nowhere' });
+    expect(none.body).toMatchObject({ decision: 'ALLOW', rules: [], ruleset_id: null });
+    const def = await json('POST', '/api/admin/rulesets', {
+      name: 'default',
+      context: 'default',
+      rules: [
+        {
+          id: 'all',
+          type: 'condition',
+          action: 'REVIEW',
+          condition: { not: { eq: { path: '$.x', value: 1 } } },
+        },
+      ],
+    });
+    await json('POST', `/api/admin/rulesets/${def.body.id}/activate`);
+    const fb = await json('POST', '/api/decisions', { context: 'nowhere' });
+    expect(fb.body).toMatchObject({
+      decision: 'REVIEW',
+      ruleset_id: def.body.id,
+      context: 'nowhere',
+    });
+  });
+
+  it('simulates a draft beside the active ruleset', async () => {
+    const draft = await json('POST', '/api/admin/rulesets', {
+      name: 'strict',
+      context: 'checkout',
+      rules: [
+        {
+          id: 'any',
+          type: 'condition',
+          action: 'BLOCK',
+          condition: { gte: { path: '$.transaction.amount', value: 1000 } },
+        },
+      ],
+    });
+    const r = await json('POST', `/api/admin/rulesets/${draft.body.id}/simulate`, {
+      decisions: [{ transaction: { amount: 5 } }, { transaction: { amount: 150000 } }],
+    });
+    expect(r.status).toBe(200);
+    expect(r.body.results.map((x: any) => [x.decision, x.active_decision])).toEqual([
+      ['ALLOW', 'ALLOW'],
+      ['BLOCK', 'REVIEW'],
+    ]);
+    expect(r.body.summary).toMatchObject({ total: 2, changed: 1 });
+  });
+});
+
+describe('auth and scopes', () => {
+  it('401 without a token, 401 with a wrong one, 403 without the scope, then revocation at once', async () => {
+    expect((await json('POST', '/api/decisions', {}, null)).status).toBe(401);
+    expect((await json('POST', '/api/decisions', {}, 'vgl_nope')).status).toBe(401);
+    const t = await json('POST', '/api/admin/tokens', {
+      name: 'reader',
+      scopes: ['decisions:read'],
+    });
+    expect(t.status).toBe(201);
+    expect(t.body.token).toMatch(/^vgl_/);
+    const reader = t.body.token as string;
+    const denied = await json('POST', '/api/decisions', {}, reader);
+    expect(denied).toMatchObject({ status: 403, body: { error: 'forbidden' } });
+    expect((await json('GET', '/api/admin/rulesets', undefined, reader)).status).toBe(403);
+    expect((await json('GET', '/api/decisions/dec_0000000000', undefined, reader)).status).toBe(
+      404,
+    );
+    expect((await json('DELETE', `/api/admin/tokens/${t.body.id}`)).status).toBe(204);
+    expect((await json('GET', '/api/decisions/dec_0000000000', undefined, reader)).status).toBe(
+      401,
+    );
+  });
+
+  it.each([
+    ['POST', '/api/decisions', 'decisions:write'],
+    ['GET', '/api/decisions/dec_0', 'decisions:read'],
+    ['POST', '/api/decisions/dec_0/resolve', 'cases:write'],
+    ['POST', '/api/events', 'events:write'],
+    ['GET', '/api/admin/rulesets', 'admin:rulesets:read'],
+    ['POST', '/api/admin/rulesets', 'admin:rulesets:write'],
+    ['GET', '/api/admin/blacklist', 'admin:blacklist:read'],
+    ['POST', '/api/admin/blacklist', 'admin:blacklist:write'],
+    ['POST', '/api/admin/tokens', 'admin:tokens:write'],
+  ] as const)('%s %s needs %s', async (method, url, scope) => {
+    const other = scope === 'decisions:read' ? 'decisions:write' : 'decisions:read';
+    const wrong = (await json('POST', '/api/admin/tokens', { name: 'w', scopes: [other] })).body
+      .token as string;
+    const right = (await json('POST', '/api/admin/tokens', { name: 'r', scopes: [scope] })).body
+      .token as string;
+    expect((await json(method, url, method === 'GET' ? undefined : {}, wrong)).status).toBe(403);
+    expect([200, 201, 400, 404]).toContain(
+      (await json(method, url, method === 'GET' ? undefined : {}, right)).status,
+    );
+  });
+
+  it('serves health, readiness, metrics and the OpenAPI document without a token', async () => {
+    expect((await rt.app.inject({ url: '/healthz' })).statusCode).toBe(200);
+    const ready = JSON.parse((await rt.app.inject({ url: '/readyz' })).body);
+    expect(ready.dependencies.store).toMatchObject({ state: 'up', detail: 'sqlite' });
+    const metrics = (await rt.app.inject({ url: '/metrics' })).body;
+    expect(metrics).toMatch(/vigil_decisions_total\{context="checkout",outcome="BLOCK"\} \d+/);
+    const spec = JSON.parse((await rt.app.inject({ url: '/openapi.json' })).body);
+    expect(Object.keys(spec.paths)).toContain('/api/decisions');
+  });
+});
