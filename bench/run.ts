@@ -5,6 +5,7 @@
 // REDIS_URL, when set, adds the Redis-counter run of the API benchmark.
 import { existsSync } from 'node:fs';
 import path from 'node:path';
+import type * as ApiBench from './api.ts';
 
 type Bench = { name: string; file: string; run: (mod: Record<string, unknown>) => Promise<void> };
 
@@ -16,7 +17,7 @@ const BENCHES: Bench[] = [
     name: 'engine',
     file: 'engine.ts',
     run: async (m) => {
-      const fn = m.runEngineBench as ((o?: object) => Promise<unknown> | unknown) | undefined;
+      const fn = m.runEngineBench as ((o?: object) => unknown) | undefined;
       if (!fn) throw new Error('bench/engine.ts exports no runEngineBench');
       log(JSON.stringify(await fn({}), null, 2));
     },
@@ -25,7 +26,7 @@ const BENCHES: Bench[] = [
     name: 'api',
     file: 'api.ts',
     run: async (m) => {
-      const { runApiBench, printApiBench } = m as typeof import('./api.ts');
+      const { runApiBench, printApiBench } = m as typeof ApiBench;
       // Only the environment's REDIS_URL: bench/ may read process.env (it is not a room).
       printApiBench(await runApiBench({ redisUrl: process.env.REDIS_URL }), log);
     },

@@ -99,7 +99,7 @@ export async function decide(
   // The decision context: the request minus the raw credential, plus its fingerprint.
   const ctx: Record<string, unknown> = { ...rest, context: contextName };
   if (fingerprint) ctx.credential_fingerprint = fingerprint;
-  const session = (request.device?.session as string | undefined) ?? null;
+  const session = request.device?.session ?? null;
 
   const active = deps.rulesets.resolve(contextName);
   let result: EvalResult | undefined;

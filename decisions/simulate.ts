@@ -15,7 +15,6 @@ import type {
   Counts,
   DecisionOutcome,
 } from '../rulesets/ports.ts';
-import type { RulesetDocument } from '../rulesets/schema.ts';
 import type { ActiveRulesets } from './active-rulesets.ts';
 import type { DecisionRecord, RulesetRow } from './ports.ts';
 
@@ -79,7 +78,7 @@ function backendsFrom(record: DecisionRecord | undefined): BackendCaller {
 }
 
 export async function simulate(deps: SimulateDeps, candidate: RulesetRow, req: SimulateRequest) {
-  const compiled = compileRuleset(candidate.document as RulesetDocument);
+  const compiled = compileRuleset(candidate.document);
   const active = deps.active.resolve(candidate.context);
   const inputs: {
     key: number | string;
