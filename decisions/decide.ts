@@ -173,6 +173,7 @@ export async function decide(
     const record: DecisionRecord = { response, context: ctx, session, created_at: occurredAt };
     deps.log.append(record);
     deps.events.publish('vigil.decisions', session ?? id, {
+      schema: 'vigil.decision/1',
       ...response,
       session,
       occurred_at: occurredAt,
