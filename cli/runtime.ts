@@ -10,9 +10,11 @@ import { ActiveRulesets } from '../decisions/active-rulesets.ts';
 import type { DecideDeps } from '../decisions/decide.ts';
 import { decide } from '../decisions/decide.ts';
 import type { DecisionRecord, RulesetRow } from '../decisions/ports.ts';
+import type { DecisionOutcome } from '../rulesets/ports.ts';
 import { DecisionRequest } from '../decisions/request.ts';
 import { buildApp, type App, type HealthCheck } from '../proxy/app.ts';
-import { SCOPES, type TokenVerifier } from '../proxy/auth.ts';
+import { SCOPES, requireScope, type TokenVerifier } from '../proxy/auth.ts';
+import { authzRoutes } from '../proxy/authz.ts';
 import { createInlineProxy, type InlineProxy } from '../proxy/inline/index.ts';
 import { createMetrics, type ApiMetrics } from '../proxy/metrics.ts';
 import { blacklistRoutes } from '../proxy/routes/blacklist.ts';
@@ -73,6 +75,14 @@ export interface Runtime {
   metrics: ApiMetrics;
   app: App;
   decideDeps: DecideDeps;
+  proxyDecide: (input: {
+    context: string;
+    body: Record<string, unknown>;
+    source: string;
+  }) => Promise<{
+    id: string;
+    decision: DecisionOutcome;
+  }>;
   active: ActiveRulesets;
   log: DecisionLog<DecisionRecord>;
   close(): Promise<void>;
@@ -235,6 +245,17 @@ export async function buildRuntime(
     delete: (id: string) => store.deleteBlacklist(id),
   };
 
+  const proxyDecide = async (input: {
+    context: string;
+    body: Record<string, unknown>;
+    source: string;
+  }) => {
+    const parsed = DecisionRequest.safeParse({ ...input.body, context: input.context });
+    if (!parsed.success) throw new Error('the extracted context is not a valid decision request');
+    const r = await decide(decideDeps, parsed.data, { source: input.source });
+    return { id: r.id, decision: r.decision };
+  };
+
   const app = await buildApp({
     metrics,
     health,
@@ -274,6 +295,16 @@ export async function buildRuntime(
         },
         now: Date.now,
       }),
+      // nginx auth_request / Envoy ext_authz: the same engine, behind a decisions:write token.
+      (a: App, verify: TokenVerifier) =>
+        authzRoutes(a, {
+          decide: proxyDecide,
+          // fastify awaits async hooks; authz's option is typed with the callback signature.
+          // eslint-disable-next-line @typescript-eslint/no-misused-promises
+          onRequest: requireScope(verify, 'decisions:write'),
+          trustedProxies: config.trustedProxies,
+          registry: metrics.registry,
+        }),
       tokenRoutes({
         create: (t) => store.createToken(t),
         revoke: (id) => store.revokeToken(id),
@@ -288,6 +319,7 @@ export async function buildRuntime(
     metrics,
     app,
     decideDeps,
+    proxyDecide,
     active,
     log: decisionLog,
     close: async () => {

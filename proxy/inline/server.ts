@@ -17,6 +17,7 @@ import {
 import { buildDecisionContext } from './extract.ts';
 import {
   createOriginPool,
+  originKey,
   forward,
   sendJson,
   type OriginPool,
@@ -102,6 +103,13 @@ function readBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
   });
 }
 
+/** The request has a body not read yet (a GET has none, even before Node marks it complete). */
+function bodyPending(req: IncomingMessage): boolean {
+  if (req.complete) return false;
+  const cl = req.headers['content-length'];
+  return cl !== undefined ? cl !== '0' : req.headers['transfer-encoding'] !== undefined;
+}
+
 const CLIENT_ERROR_STATUS: Record<string, [number, string]> = {
   HPE_HEADER_OVERFLOW: [431, 'request_header_fields_too_large'],
   ERR_HTTP_REQUEST_TIMEOUT: [408, 'request_timeout'],
@@ -141,13 +149,11 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
     const next = new Map<string, OriginPool>();
     for (const [name, spec] of c.origins) {
       const prev = old.get(name);
-      const fresh = createOriginPool(spec, c.limits);
-      if (prev && prev.key === fresh.key) {
-        void fresh.pool.destroy();
-        next.set(name, prev);
-      } else {
-        next.set(name, fresh);
-      }
+      // Same origin, same settings: keep the pool and its warm connections.
+      next.set(
+        name,
+        prev && prev.key === originKey(spec, c.limits) ? prev : createOriginPool(spec, c.limits),
+      );
     }
     return next;
   };
@@ -219,6 +225,7 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
   };
 
   const reject = (
+    req: IncomingMessage,
     res: ServerResponse,
     status: number,
     error: string,
@@ -227,7 +234,9 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
   ) => {
     metrics.rejected.inc({ reason: error });
     metrics.countRequest(route, status);
-    sendJson(res, status, { error, message }, { close: true });
+    // Keep the connection only if the request was read to its end; otherwise the rest of its
+    // body would be read as the next request, or drained at length.
+    sendJson(res, status, { error, message }, { close: bodyPending(req) || status >= 500 });
   };
 
   const emit = (e: RequestEvent) => {
@@ -243,34 +252,34 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
     (req.socket as Tracked)[kResponding] = res;
     const c = cfg;
     if (req.httpVersionMajor !== 1) {
-      reject(res, 505, 'http_version_not_supported', 'HTTP/1.0 or HTTP/1.1 only');
+      reject(req, res, 505, 'http_version_not_supported', 'HTTP/1.0 or HTTP/1.1 only');
       return;
     }
     const target = parseTarget(req.url ?? '');
     if (target === null) {
-      reject(res, 400, 'bad_request', 'the request target must be a path');
+      reject(req, res, 400, 'bad_request', 'the request target must be a path');
       return;
     }
     const te = req.headers['transfer-encoding'];
     // Node decodes only `chunked`; anything else would reach the origin still encoded and
     // re-framed by us, a mismatch between what we parsed and what it parses.
     if (te !== undefined && te.trim().toLowerCase() !== 'chunked') {
-      reject(res, 400, 'bad_request', 'unsupported transfer-encoding');
+      reject(req, res, 400, 'bad_request', 'unsupported transfer-encoding');
       return;
     }
     if (req.rawHeaders.length > limits.max_headers_count * 2) {
-      reject(res, 431, 'request_header_fields_too_large', 'too many header fields');
+      reject(req, res, 431, 'request_header_fields_too_large', 'too many header fields');
       return;
     }
     const method = req.method ?? 'GET';
     const route = c.match(method, target.path.toLowerCase());
     if (route === undefined) {
-      reject(res, 404, 'not_found', 'no route for this request');
+      reject(req, res, 404, 'not_found', 'no route for this request');
       return;
     }
     const origin = pools.get(route.origin);
     if (origin === undefined) {
-      reject(res, 502, 'bad_gateway', `origin ${route.origin} is not configured`, route.label);
+      reject(req, res, 502, 'bad_gateway', `origin ${route.origin} is not configured`, route.label);
       return;
     }
     const cl = req.headers['content-length'];
@@ -356,7 +365,14 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
     ) => {
       const origin = pools.get(route.origin);
       if (!origin) {
-        reject(res, 502, 'bad_gateway', `origin ${route.origin} is not configured`, route.label);
+        reject(
+          req,
+          res,
+          502,
+          'bad_gateway',
+          `origin ${route.origin} is not configured`,
+          route.label,
+        );
         done(502);
         return;
       }
@@ -412,13 +428,27 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
       if (hasBody && route.needsBody) {
         const declared = req.headers['content-length'];
         if (declared !== undefined && Number(declared) > route.bodyLimit) {
-          reject(res, 413, 'payload_too_large', `body over ${route.bodyLimit} bytes`, route.label);
+          reject(
+            req,
+            res,
+            413,
+            'payload_too_large',
+            `body over ${route.bodyLimit} bytes`,
+            route.label,
+          );
           return;
         }
         const read = await readBody(req, route.bodyLimit);
         if (read === 'aborted') return;
         if (read === 'too_large') {
-          reject(res, 413, 'payload_too_large', `body over ${route.bodyLimit} bytes`, route.label);
+          reject(
+            req,
+            res,
+            413,
+            'payload_too_large',
+            `body over ${route.bodyLimit} bytes`,
+            route.label,
+          );
           return;
         }
         body = read;
@@ -473,7 +503,7 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
         'x-vigil-decision-id': d.id,
       };
       for (const [k, v] of b.headers) headers[k] = v.split('{{decision_id}}').join(d.id);
-      if (!req.complete) headers.connection = 'close';
+      if (bodyPending(req)) headers.connection = 'close';
       res.writeHead(b.status, headers);
       res.end(text);
       metrics.countRequest(route.label, b.status);

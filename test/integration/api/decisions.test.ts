@@ -365,3 +365,35 @@ describe('auth and scopes', () => {
     expect(Object.keys(spec.paths)).toContain('/api/decisions');
   });
 });
+
+describe('/api/authz/{context} (nginx auth_request, Envoy ext_authz)', () => {
+  it('needs a token, answers 200 with the decision in headers, 403 when blocked', async () => {
+    const noToken = await rt.app.inject({ method: 'GET', url: '/api/authz/checkout' });
+    expect(noToken.statusCode).toBe(401);
+    const ok = await rt.app.inject({
+      method: 'GET',
+      url: '/api/authz/checkout',
+      headers: { ...auth(), 'x-original-uri': '/cart' },
+    });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.headers['x-vigil-decision']).toBeDefined();
+    expect(String(ok.headers['x-vigil-decision-id'])).toMatch(/^dec_/);
+    // A default ruleset that blocks everything makes the check answer 403.
+    const blockAll = await json('POST', '/api/admin/rulesets', {
+      name: 'deny',
+      context: 'gate',
+      rules: [
+        {
+          id: 'deny',
+          type: 'condition',
+          action: 'BLOCK',
+          condition: { not: { eq: { path: '$.never', value: 1 } } },
+        },
+      ],
+    });
+    await json('POST', `/api/admin/rulesets/${blockAll.body.id}/activate`);
+    const blocked = await rt.app.inject({ method: 'GET', url: '/api/authz/gate', headers: auth() });
+    expect(blocked.statusCode).toBe(403);
+    expect(blocked.headers['x-vigil-decision']).toBe('BLOCK');
+  });
+});

@@ -1,0 +1,426 @@
+// Monitored routes: extract, decide, enforce (active) or record (passive), fail open.
+import { randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { request } from 'undici';
+import {
+  metricValue,
+  rawExchange,
+  riskEngine,
+  sha256,
+  startOrigin,
+  startProxy,
+  type Origin,
+  type TestProxy,
+} from './helpers.ts';
+
+const routes = (mode: 'active' | 'passive', origin: string) => ({
+  mode,
+  origins: { shop: origin },
+  session: { cookie: 'sid' },
+  routes: [
+    {
+      match: { method: 'POST', path: '/login' },
+      origin: 'shop',
+      context: 'login',
+      extract: {
+        '$.customer.email': { from: 'body', field: 'email' },
+        '$.device.fingerprint': { from: 'header', name: 'x-device-id' },
+      },
+    },
+    {
+      match: { method: 'POST', path: '/checkout/*' },
+      origin: 'shop',
+      context: 'checkout',
+      body_limit: 4096,
+      extract: {
+        '$.transaction.amount': { from: 'body', field: 'amount', type: 'integer' },
+        '$.transaction.currency': { from: 'body', field: 'currency' },
+        '$.credential_fingerprint': { from: 'body', field: 'card_token' },
+        '$.customer.id': { from: 'cookie', name: 'uid' },
+        '$.metadata.coupon': { from: 'query', field: 'coupon' },
+        '$.gift': { from: 'body', field: 'gift', type: 'boolean' },
+      },
+    },
+    {
+      match: { method: 'POST', path: '/challenge' },
+      origin: 'shop',
+      context: 'login',
+      extract: { '$.customer.email': { from: 'form', field: 'email' } },
+      block: {
+        status: 302,
+        content_type: 'text/plain',
+        body: 'see /verify ({{decision_id}})',
+        headers: { location: '/verify?d={{decision_id}}' },
+      },
+    },
+    {
+      match: { method: 'PUT', path: '/avatar' },
+      origin: 'shop',
+      context: 'login',
+      extract: { '$.customer.email': { from: 'query', field: 'email' } },
+    },
+    { match: { path: '/*' }, origin: 'shop' },
+  ],
+});
+
+let origin: Origin;
+let active: TestProxy;
+let passive: TestProxy;
+const engine = riskEngine();
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  active = await startProxy({
+    config: routes('active', origin.url),
+    decide: engine.decide,
+    limits: { decision_timeout_ms: 150 },
+  });
+  passive = await startProxy({ config: routes('passive', origin.url), decide: engine.decide });
+});
+afterAll(async () => {
+  await active?.close();
+  await passive?.close();
+  await origin?.close();
+});
+beforeEach(() => {
+  engine.state.mode = 'normal';
+});
+
+const json = (body: unknown) => ({
+  method: 'POST' as const,
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify(body),
+});
+const lastCall = () => engine.calls[engine.calls.length - 1]!;
+
+describe('active mode', () => {
+  it('forwards ALLOW with the decision headers and the body byte for byte', async () => {
+    const body = `{"email":"ann@example.com",  "note":"spacing \\u00e9 kept"}`;
+    const res = await request(`${active.url}/login`, {
+      method: 'POST',
+      body,
+      headers: {
+        'content-type': 'application/json',
+        cookie: 'sid=sess_42',
+        'user-agent': 'vitest-agent',
+        'x-device-id': 'dev_1',
+      },
+    });
+    expect(res.statusCode).toBe(200);
+    const seen = (await res.body.json()) as {
+      sha256: string;
+      bytes: number;
+      headers: Record<string, string>;
+    };
+    expect(seen.sha256).toBe(sha256(body));
+    expect(seen.headers['content-length']).toBe(String(Buffer.byteLength(body)));
+    expect(seen.headers['x-vigil-decision']).toBe('ALLOW');
+    expect(seen.headers['x-vigil-decision-id']).toMatch(/^dec_t/);
+    expect(lastCall()).toEqual({
+      context: 'login',
+      source: 'proxy',
+      body: {
+        customer: { email: 'ann@example.com' },
+        device: {
+          ip: '127.0.0.1',
+          user_agent: 'vitest-agent',
+          session: 'sess_42',
+          fingerprint: 'dev_1',
+        },
+        metadata: { route: '/login', method: 'POST', path: '/login' },
+      },
+    });
+    const e = active.events[active.events.length - 1]!;
+    expect(e).toMatchObject({
+      method: 'POST',
+      path: '/login',
+      route: '/login',
+      context: 'login',
+      mode: 'active',
+      status: 200,
+      decision: 'ALLOW',
+      decision_id: seen.headers['x-vigil-decision-id'],
+      fail_open: null,
+      ip: '127.0.0.1',
+      session: 'sess_42',
+    });
+    expect(e.elapsed_ms).toBeGreaterThan(0);
+  });
+
+  it('answers BLOCK with the block response and never calls the origin', async () => {
+    const before = origin.started.length;
+    const res = await request(`${active.url}/login`, json({ email: 'mallory@fraud.test' }));
+    expect(res.statusCode).toBe(403);
+    const body = (await res.body.json()) as { error: string; decision_id: string };
+    expect(body.error).toBe('blocked');
+    expect(body.decision_id).toMatch(/^dec_t/);
+    expect(res.headers['x-vigil-decision']).toBe('BLOCK');
+    expect(res.headers['x-vigil-decision-id']).toBe(body.decision_id);
+    expect(origin.started.length).toBe(before);
+    expect(active.events[active.events.length - 1]).toMatchObject({
+      status: 403,
+      decision: 'BLOCK',
+    });
+    expect(
+      await metricValue(active.registry, 'vigil_proxy_decisions_total', {
+        context: 'login',
+        decision: 'BLOCK',
+      }),
+    ).toBeGreaterThanOrEqual(1);
+  });
+
+  it('forwards REVIEW with its headers', async () => {
+    const res = await request(`${active.url}/checkout/pay?coupon=SPRING`, {
+      ...json({ amount: '150000', currency: 'EUR', card_token: 'tok_ok', gift: 'yes' }),
+      headers: { 'content-type': 'application/json', cookie: 'uid=cus_7; sid=s9' },
+    });
+    const seen = (await res.body.json()) as { headers: Record<string, string>; url: string };
+    expect(seen.url).toBe('/checkout/pay?coupon=SPRING');
+    expect(seen.headers['x-vigil-decision']).toBe('REVIEW');
+    expect(lastCall().body).toMatchObject({
+      transaction: { amount: 150000, currency: 'EUR' },
+      credential_fingerprint: 'tok_ok',
+      customer: { id: 'cus_7' },
+      metadata: { coupon: 'SPRING', route: '/checkout/*' },
+      gift: true,
+      device: { session: 's9' },
+    });
+  });
+
+  it('coerces extracted values or leaves them out', async () => {
+    await (
+      await request(`${active.url}/checkout/pay`, json({ amount: '12.5', gift: 'perhaps' }))
+    ).body.dump();
+    const body = lastCall().body;
+    expect(body.transaction).toBeUndefined();
+    expect(body.gift).toBeUndefined();
+    await (await request(`${active.url}/checkout/pay`, json({ amount: 4200 }))).body.dump();
+    expect(lastCall().body).toMatchObject({ transaction: { amount: 4200 } });
+  });
+
+  it('decides on a form body and sends the custom block response', async () => {
+    const before = origin.started.length;
+    const res = await request(`${active.url}/challenge`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'email=eve%40fraud.test&remember=1',
+    });
+    expect(res.statusCode).toBe(302);
+    expect(res.headers['content-type']).toBe('text/plain');
+    const id = res.headers['x-vigil-decision-id'] as string;
+    expect(res.headers.location).toBe(`/verify?d=${id}`);
+    expect(await res.body.text()).toBe(`see /verify (${id})`);
+    expect(origin.started.length).toBe(before);
+  });
+
+  it('re-frames a chunked monitored body with its Content-Length', async () => {
+    const payload = JSON.stringify({ email: 'chunky@example.com', pad: 'x'.repeat(3000) });
+    function* gen() {
+      for (let i = 0; i < payload.length; i += 700) yield Buffer.from(payload.slice(i, i + 700));
+    }
+    const res = await request(`${active.url}/login`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: Readable.from(gen()),
+    });
+    const seen = (await res.body.json()) as { sha256: string; headers: Record<string, string> };
+    expect(seen.sha256).toBe(sha256(payload));
+    expect(seen.headers['content-length']).toBe(String(payload.length));
+    expect(seen.headers['transfer-encoding']).toBeUndefined();
+    expect(lastCall().body).toMatchObject({ customer: { email: 'chunky@example.com' } });
+  });
+
+  it('answers 413 over the body limit, by Content-Length or while streaming', async () => {
+    const before = origin.started.length;
+    const big = JSON.stringify({ amount: 1, pad: 'y'.repeat(5000) });
+    const r1 = await request(`${active.url}/checkout/pay`, json(JSON.parse(big)));
+    expect(r1.statusCode).toBe(413);
+    expect(((await r1.body.json()) as { error: string }).error).toBe('payload_too_large');
+    function* gen() {
+      for (let i = 0; i < 10; i++) yield Buffer.alloc(1000, 0x20);
+    }
+    const r2 = await request(`${active.url}/checkout/pay`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: Readable.from(gen()),
+    }).catch((err: Error) => err);
+    if (!(r2 instanceof Error)) {
+      expect(r2.statusCode).toBe(413);
+      await r2.body.dump();
+    }
+    expect(origin.started.length).toBe(before);
+  });
+
+  it('streams the body of a monitored route that does not read it', async () => {
+    const data = randomBytes(3 * 1024 * 1024);
+    const res = await request(`${active.url}/avatar?email=ok@example.com`, {
+      method: 'PUT',
+      body: data,
+    });
+    const seen = (await res.body.json()) as { sha256: string; headers: Record<string, string> };
+    expect(seen.sha256).toBe(sha256(data));
+    expect(seen.headers['x-vigil-decision']).toBe('ALLOW');
+    const blocked = await request(`${active.url}/avatar?email=x@fraud.test`, {
+      method: 'PUT',
+      body: data,
+    });
+    expect(blocked.statusCode).toBe(403);
+    expect(blocked.headers.connection).toBe('close');
+    await blocked.body.dump();
+  });
+
+  it('strips forged x-vigil-* headers on monitored routes', async () => {
+    const res = await request(`${active.url}/login`, {
+      ...json({ email: 'x@fraud.test' }),
+      headers: {
+        'content-type': 'application/json',
+        'x-vigil-decision': 'ALLOW',
+        'x-vigil-decision-id': 'dec_forged',
+      },
+    });
+    expect(res.statusCode).toBe(403);
+    await res.body.dump();
+    engine.state.mode = 'throw';
+    const r2 = await request(`${active.url}/login`, {
+      ...json({ email: 'x@fraud.test' }),
+      headers: { 'content-type': 'application/json', 'x-vigil-decision': 'ALLOW' },
+    });
+    const seen = (await r2.body.json()) as { headers: Record<string, string> };
+    expect(seen.headers['x-vigil-decision']).toBeUndefined();
+  });
+
+  it('normalizes the path before matching, so spellings of /login cannot skip the check', async () => {
+    for (const path of ['//login', '/LOGIN', '/%6Cogin', '/x/../login', '/./login/']) {
+      const { text } = await rawExchange(
+        active.port,
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+          `Content-Length: 24\r\nConnection: close\r\n\r\n{"email":"m@fraud.test"}`,
+      );
+      expect(text, path).toMatch(/^HTTP\/1\.1 403 /);
+    }
+  });
+
+  it('fails open when the engine throws, and counts it', async () => {
+    const before = await metricValue(active.registry, 'vigil_proxy_fail_open_total', {
+      context: 'login',
+      reason: 'error',
+    });
+    engine.state.mode = 'throw';
+    const res = await request(`${active.url}/login`, json({ email: 'mallory@fraud.test' }));
+    expect(res.statusCode).toBe(200);
+    const seen = (await res.body.json()) as { headers: Record<string, string> };
+    expect(seen.headers['x-vigil-decision']).toBeUndefined();
+    expect(
+      await metricValue(active.registry, 'vigil_proxy_fail_open_total', {
+        context: 'login',
+        reason: 'error',
+      }),
+    ).toBe(before + 1);
+    expect(active.events[active.events.length - 1]).toMatchObject({
+      fail_open: 'error',
+      decision: null,
+    });
+  });
+
+  it('fails open when the engine misses its deadline', async () => {
+    engine.state.mode = 'hang';
+    const t0 = Date.now();
+    const res = await request(`${active.url}/login`, json({ email: 'mallory@fraud.test' }));
+    expect(res.statusCode).toBe(200);
+    await res.body.dump();
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
+    expect(Date.now() - t0).toBeLessThan(1_000);
+    expect(
+      await metricValue(active.registry, 'vigil_proxy_fail_open_total', {
+        context: 'login',
+        reason: 'timeout',
+      }),
+    ).toBeGreaterThanOrEqual(1);
+  });
+});
+
+describe('passive mode', () => {
+  it('forwards what active mode would block, with the decision, and records it', async () => {
+    const res = await request(`${passive.url}/login`, json({ email: 'mallory@fraud.test' }));
+    expect(res.statusCode).toBe(200);
+    const seen = (await res.body.json()) as { headers: Record<string, string> };
+    expect(seen.headers['x-vigil-decision']).toBe('BLOCK');
+    expect(seen.headers['x-vigil-mode']).toBe('passive');
+    expect(passive.events[passive.events.length - 1]).toMatchObject({
+      mode: 'passive',
+      decision: 'BLOCK',
+      status: 200,
+    });
+  });
+});
+
+describe('trusted proxies and overload', () => {
+  it('takes the client address from X-Forwarded-For only behind a trusted proxy', async () => {
+    const trustedP = await startProxy({
+      config: routes('active', origin.url),
+      decide: engine.decide,
+      trustedProxies: ['loopback'],
+    });
+    try {
+      await (
+        await request(`${trustedP.url}/login`, {
+          ...json({ email: 'a@example.com' }),
+          headers: {
+            'content-type': 'application/json',
+            'x-forwarded-for': '198.51.100.1, 203.0.113.9',
+          },
+        })
+      ).body.dump();
+      expect(lastCall().body).toMatchObject({ device: { ip: '203.0.113.9' } });
+    } finally {
+      await trustedP.close();
+    }
+    await (
+      await request(`${active.url}/login`, {
+        ...json({ email: 'a@example.com' }),
+        headers: { 'content-type': 'application/json', 'x-forwarded-for': '203.0.113.9' },
+      })
+    ).body.dump();
+    expect(lastCall().body).toMatchObject({ device: { ip: '127.0.0.1' } });
+  });
+
+  it.each(['pass_through', 'reject'] as const)(
+    'sheds monitored requests over max_inflight_decisions (%s)',
+    async (overload) => {
+      const slow = riskEngine();
+      slow.state.mode = 'slow';
+      slow.state.slowMs = 300;
+      const t = await startProxy({
+        config: {
+          ...routes('active', origin.url),
+          limits: { max_inflight_decisions: 1, overload },
+        },
+        decide: slow.decide,
+      });
+      try {
+        const first = request(`${t.url}/login`, json({ email: 'first@fraud.test' }));
+        await sleep(50);
+        const second = await request(`${t.url}/login`, json({ email: 'second@fraud.test' }));
+        if (overload === 'reject') {
+          expect(second.statusCode).toBe(503);
+          expect(second.headers['retry-after']).toBe('1');
+          expect(((await second.body.json()) as { error: string }).error).toBe('overloaded');
+        } else {
+          expect(second.statusCode).toBe(200);
+          const seen = (await second.body.json()) as { headers: Record<string, string> };
+          expect(seen.headers['x-vigil-decision']).toBeUndefined();
+        }
+        expect((await first).statusCode).toBe(403);
+        expect(
+          await metricValue(t.registry, 'vigil_proxy_overload_total', { policy: overload }),
+        ).toBe(1);
+        expect(t.events.find((e) => e.fail_open === 'overload')).toBeDefined();
+        expect(slow.calls).toHaveLength(1);
+      } finally {
+        await t.close();
+      }
+    },
+  );
+});
