@@ -13,6 +13,8 @@ case "${1:-}" in
     # The Go build is the slow one; the others run beside it.
     "$here/temporal.sh" install & t=$!
     "$here/redis.sh" install; "$here/postgres.sh" install; "$here/kafka.sh" install
+    # nginx: the proxy's auth_request end-to-end test runs a real one (Debian package).
+    (VIGIL_SERVICE=nginx; source "$here/lib.sh"; command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx; log "nginx ready")
     wait "$t"
     ;;
   up)
