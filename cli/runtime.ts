@@ -4,7 +4,8 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Connection } from '@temporalio/client';
+import { Client, Connection } from '@temporalio/client';
+import { RESOLVE_REFUSED, resolveUpdate } from '../workflows/contracts.ts';
 import type { Config } from '../config/config.ts';
 import { ActiveRulesets } from '../decisions/active-rulesets.ts';
 import type { DecideDeps } from '../decisions/decide.ts';
@@ -32,6 +33,7 @@ import { openStore, type Store } from '../storage/store.ts';
 import { ADMIN_TOKEN_FILE } from './client.ts';
 import { startDemoOrigin } from './demo-origin.ts';
 import { startEmbeddedTemporal, type EmbeddedTemporal } from './embedded-temporal.ts';
+import { startWorkerRole } from './worker-role.ts';
 
 export interface Roles {
   api: boolean;
@@ -67,6 +69,13 @@ function toActive(rows: RulesetRow[]) {
       );
   }
   return out;
+}
+
+function isAlreadyResolved(err: unknown): boolean {
+  for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
+    if ((e as { type?: unknown }).type === RESOLVE_REFUSED.alreadyResolved) return true;
+  }
+  return false;
 }
 
 export interface Runtime {
@@ -266,7 +275,37 @@ export async function buildRuntime(
         decide: decideDeps,
         log: decisionLog,
         resolver: {
-          resolve: (id, resolution, note) => decisionLog.resolve(id, resolution, note ?? null),
+          resolve: async (id, resolution, note) => {
+            const record = await decisionLog.get(id);
+            if (!record) return 'not_found';
+            const workflowId = record.response.workflow_id;
+            if (workflowId && opts.temporalAddress) {
+              // The case's update validator refuses a second resolve before it reaches history,
+              // so the case is the one place that says "once". Unreachable Temporal: the record
+              // below still resolves once, and the case learns of it when it asks.
+              try {
+                const connection = await Connection.connect({
+                  address: opts.temporalAddress,
+                  connectTimeout: 1_000,
+                });
+                try {
+                  const client = new Client({ connection, namespace: config.temporal.namespace });
+                  await client.workflow
+                    .getHandle(workflowId)
+                    .executeUpdate(resolveUpdate, {
+                      args: [{ decision_id: id, resolution, ...(note ? { note } : {}) }],
+                    });
+                } finally {
+                  await connection.close();
+                }
+                await decisionLog.resolve(id, resolution, note ?? null);
+                return 'ok';
+              } catch (err) {
+                if (isAlreadyResolved(err)) return 'already_resolved';
+              }
+            }
+            return decisionLog.resolve(id, resolution, note ?? null);
+          },
         },
       }),
       rulesetRoutes({
@@ -437,6 +476,18 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
       log(`proxy on http://${config.host}:${config.proxyPort}`);
     } else {
       log('proxy not started: set VIGIL_CONFIG to a routes file');
+    }
+  }
+  if (roles.worker) {
+    if (temporalAddress) {
+      const stopWorker = await startWorkerRole(
+        rt,
+        { address: temporalAddress, namespace: config.temporal.namespace },
+        log,
+      );
+      closers.unshift(stopWorker);
+    } else {
+      log('worker not started: TEMPORAL_ADDRESS is unset (risky decisions wait in the outbox)');
     }
   }
   if (demo) {

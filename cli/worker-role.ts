@@ -1,0 +1,103 @@
+// The worker role: the Temporal worker (case workflows, playbooks, async backend rules) and
+// the relay that drains the durable handoff outbox into signal-with-start. Both run where
+// Temporal is reachable; the relay keeps the backlog when it is not.
+import { Client, Connection } from '@temporalio/client';
+import { NativeConnection } from '@temporalio/worker';
+import type { ActivityDeps } from '../activities/deps.ts';
+import { createRelay } from '../activities/relay.ts';
+import { bundleWorkflows, createWorker } from '../activities/worker.ts';
+import type { Runtime } from './runtime.ts';
+
+/** Link integrations (CONTRACT §3) are not built yet: steps that need them fail fast and say so. */
+class IntegrationsUnavailable extends Error {
+  readonly retryable = false;
+  readonly code = 'integration_unavailable';
+}
+
+export function activityDeps(rt: Runtime): ActivityDeps {
+  return {
+    invokeAction: (req) =>
+      Promise.reject(
+        new IntegrationsUnavailable(
+          `integration '${req.integration}' cannot be called: Link integrations are not available in this build`,
+        ),
+      ),
+    callBackend: () => Promise.resolve({ status: 'error', error: 'no_backend_caller' }),
+    blacklistAdd: async (req) => {
+      const e = await rt.store.addBlacklist({
+        field_path: req.field_path,
+        value: req.value,
+        ttl_seconds: req.ttl_seconds,
+        source_decision_id: req.source_decision_id,
+      });
+      return { id: e.id };
+    },
+    loadPlaybooks: async () =>
+      (await rt.store.listPlaybooks()).map((p) => ({
+        name: p.name,
+        version: p.version,
+        document: p.document,
+      })),
+    emitAction: (event) =>
+      rt.decideDeps.events.publish('vigil.actions', event.workflow_id, {
+        schema: 'vigil.action/1',
+        ...event,
+      }),
+    setFinalOutcome: async (decisionId, proposed, detail) => {
+      await rt.log.setFinalOutcome(decisionId, proposed, detail);
+      rt.decideDeps.events.publish('vigil.decisions', decisionId, {
+        schema: 'vigil.decision/1',
+        id: decisionId,
+        final_decision: proposed,
+        occurred_at: new Date().toISOString(),
+      });
+      return proposed;
+    },
+    resolveDecisionRecord: async (decisionId, resolution, note) => {
+      // 'already_resolved' is success here: the API may have written it first.
+      await rt.log.resolve(decisionId, resolution, note);
+    },
+  };
+}
+
+export async function startWorkerRole(
+  rt: Runtime,
+  temporal: { address: string; namespace: string },
+  log: (msg: string) => void,
+): Promise<() => Promise<void>> {
+  const nativeConnection = await NativeConnection.connect({ address: temporal.address });
+  const worker = await createWorker({
+    connection: nativeConnection,
+    namespace: temporal.namespace,
+    deps: activityDeps(rt),
+    workflowBundle: await bundleWorkflows(),
+  });
+  const running = worker.run();
+  const connection = await Connection.connect({ address: temporal.address });
+  const client = new Client({ connection, namespace: temporal.namespace });
+  const relay = createRelay({
+    client,
+    outbox: {
+      claim: async (batch, leaseMs) =>
+        (await rt.store.claim(batch, leaseMs)).map((r) => ({
+          id: r.id,
+          key: r.key,
+          payload: r.payload,
+          attempts: r.attempts,
+        })),
+      markDelivered: (ids) => rt.store.markDelivered(ids),
+      markFailed: (id, error, nextAttemptAt) => rt.store.markFailed(id, error, nextAttemptAt),
+      stats: () => rt.store.outboxStats(),
+    },
+    onError: (err) => log(`relay: ${err instanceof Error ? err.message : String(err)}`),
+  });
+  relay.start();
+  log(`worker and handoff relay on Temporal ${temporal.address} (task queue vigil)`);
+  return async () => {
+    await relay.stop();
+    worker.shutdown();
+    await running;
+    await connection.close();
+    await nativeConnection.close();
+  };
+}
