@@ -290,11 +290,9 @@ export async function buildRuntime(
                 });
                 try {
                   const client = new Client({ connection, namespace: config.temporal.namespace });
-                  await client.workflow
-                    .getHandle(workflowId)
-                    .executeUpdate(resolveUpdate, {
-                      args: [{ decision_id: id, resolution, ...(note ? { note } : {}) }],
-                    });
+                  await client.workflow.getHandle(workflowId).executeUpdate(resolveUpdate, {
+                    args: [{ decision_id: id, resolution, ...(note ? { note } : {}) }],
+                  });
                 } finally {
                   await connection.close();
                 }
