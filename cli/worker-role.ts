@@ -2,7 +2,7 @@
 // the relay that drains the durable handoff outbox into signal-with-start. Both run where
 // Temporal is reachable; the relay keeps the backlog when it is not.
 import { Client, Connection } from '@temporalio/client';
-import { NativeConnection } from '@temporalio/worker';
+import { DefaultLogger, NativeConnection, Runtime as TemporalRuntime } from '@temporalio/worker';
 import type { ActivityDeps } from '../activities/deps.ts';
 import { createRelay } from '../activities/relay.ts';
 import { bundleWorkflows, createWorker } from '../activities/worker.ts';
@@ -65,6 +65,13 @@ export async function startWorkerRole(
   temporal: { address: string; namespace: string },
   log: (msg: string) => void,
 ): Promise<() => Promise<void>> {
+  // The SDK's runtime handles SIGINT/SIGTERM itself by default, which pre-empted vigil's own
+  // shutdown (the embedded dev server was left running). vigil stops the worker in order.
+  try {
+    TemporalRuntime.install({ shutdownSignals: [], logger: new DefaultLogger('WARN') });
+  } catch {
+    // Installed already in this process.
+  }
   const nativeConnection = await NativeConnection.connect({ address: temporal.address });
   const worker = await createWorker({
     connection: nativeConnection,
