@@ -2,6 +2,7 @@
 // run one role each; the other commands talk to a running API.
 import { loadConfig } from '../config/config.ts';
 import { runClientCommand } from './commands.ts';
+import { eventsTail } from './events-tail.ts';
 import { runRoles } from './runtime.ts';
 
 const USAGE = `usage: vigil <command>
@@ -14,7 +15,7 @@ const USAGE = `usage: vigil <command>
   integration put FILE  register or replace a Link integration
   playbook put FILE     register or replace a playbook
   simulate ID FILE|SINCE [UNTIL]   a ruleset's decisions beside the active one's
-  events tail [--topic T] [--follow]   print the event stream (local file or Kafka)
+  events tail [--topic T] [--follow] [--json]   print the event stream (local file or Kafka)
 
 The client commands use VIGIL_TOKEN (or VIGIL_ADMIN_TOKEN, or the token file 'vigil start'
 writes into the data dir) and VIGIL_API_URL (default http://127.0.0.1:$API_PORT).
@@ -43,6 +44,28 @@ async function main(argv: string[]): Promise<number> {
         (l) => console.log(l),
         (l) => console.error(l),
       );
+    case 'events': {
+      if (argv[1] !== 'tail') {
+        console.error(`vigil: unknown command 'events ${argv[1] ?? ''}' (try: events tail)`);
+        return 2;
+      }
+      const config = loadConfig();
+      const args = argv.slice(2);
+      const topicAt = args.indexOf('--topic');
+      const ac = new AbortController();
+      process.once('SIGINT', () => ac.abort());
+      const r = await eventsTail({
+        topic: topicAt >= 0 ? args[topicAt + 1] : undefined,
+        follow: args.includes('--follow') || args.includes('-f'),
+        json: args.includes('--json'),
+        dataDir: config.dataDir,
+        kafkaBrokers: config.kafka?.brokers,
+        out: (l) => console.log(l),
+        signal: ac.signal,
+      });
+      if (r.skipped) console.error(`(${r.skipped} lines were not events)`);
+      return 0;
+    }
     case undefined:
     case '-h':
     case '--help':

@@ -28,7 +28,8 @@ import { BlacklistIndex } from '../storage/blacklist-index.ts';
 import { MemoryCounterStore } from '../storage/counters/memory.ts';
 import { RedisCounterStore } from '../storage/counters/redis.ts';
 import { DecisionLog } from '../storage/decision-log.ts';
-import { FileEventSink } from '../storage/event-file.ts';
+import { createEventSink } from '../storage/events/index.ts';
+import { requestEvent, requestKey } from '../storage/events/schemas.ts';
 import { openStore, type Store } from '../storage/store.ts';
 import { ADMIN_TOKEN_FILE } from './client.ts';
 import { startDemoOrigin } from './demo-origin.ts';
@@ -127,7 +128,13 @@ export async function buildRuntime(
   closers.push(unwatch);
   const decisionLog = new DecisionLog<DecisionRecord>(store);
   closers.push(() => decisionLog.close());
-  const events = new FileEventSink({ dataDir: config.dataDir });
+  // Kafka with KAFKA_BROKERS, else the local NDJSON file; a bounded buffer either way, so a
+  // slow or absent broker never slows a decision (drops are counted).
+  const events = createEventSink({
+    kafka: config.kafka ? { brokers: config.kafka.brokers, clientId: 'vigil' } : undefined,
+    dataDir: config.dataDir,
+    registry: metrics.registry,
+  });
   closers.push(() => events.close());
 
   const decideDeps: DecideDeps = {
@@ -204,10 +211,11 @@ export async function buildRuntime(
       name: 'events',
       required: false,
       check: () => {
+        const h = events.health();
         const s = events.stats();
         return Promise.resolve({
-          state: 'up',
-          detail: `file ${events.file}, dropped ${s.dropped}`,
+          state: h.ok ? 'up' : 'degraded',
+          detail: `${h.adapter}, ${s.buffered} buffered, ${s.dropped} dropped${h.last_error ? `, ${h.last_error}` : ''}`,
         });
       },
     },
@@ -464,10 +472,7 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
           return { id: r.id, decision: r.decision };
         },
         onRequestEvent: (e) =>
-          rt.decideDeps.events.publish('vigil.requests', String(e.decision_id ?? e.path), {
-            schema: 'vigil.request/1',
-            ...e,
-          }),
+          rt.decideDeps.events.publish('vigil.requests', requestKey(e), requestEvent(e)),
       });
       await proxy.listen(config.proxyPort, config.host);
       closers.unshift(() => proxy.close(2_000));

@@ -6,6 +6,7 @@ import { DefaultLogger, NativeConnection, Runtime as TemporalRuntime } from '@te
 import type { ActivityDeps } from '../activities/deps.ts';
 import { createRelay } from '../activities/relay.ts';
 import { bundleWorkflows, createWorker } from '../activities/worker.ts';
+import { actionEvent, actionKey, decisionEvent, decisionKey } from '../storage/events/schemas.ts';
 import type { Runtime } from './runtime.ts';
 
 /** Link integrations (CONTRACT §3) are not built yet: steps that need them fail fast and say so. */
@@ -39,18 +40,19 @@ export function activityDeps(rt: Runtime): ActivityDeps {
         document: p.document,
       })),
     emitAction: (event) =>
-      rt.decideDeps.events.publish('vigil.actions', event.workflow_id, {
-        schema: 'vigil.action/1',
-        ...event,
-      }),
+      rt.decideDeps.events.publish('vigil.actions', actionKey(event), actionEvent(event)),
     setFinalOutcome: async (decisionId, proposed, detail) => {
       await rt.log.setFinalOutcome(decisionId, proposed, detail);
-      rt.decideDeps.events.publish('vigil.decisions', decisionId, {
-        schema: 'vigil.decision/1',
-        id: decisionId,
-        final_decision: proposed,
-        occurred_at: new Date().toISOString(),
-      });
+      // The final outcome of an async rule is published as the decision again, with final_decision.
+      const record = await rt.log.get(decisionId);
+      if (record) {
+        const updated = { ...record, response: { ...record.response, final_decision: proposed } };
+        rt.decideDeps.events.publish(
+          'vigil.decisions',
+          decisionKey(updated),
+          decisionEvent(updated),
+        );
+      }
       return proposed;
     },
     resolveDecisionRecord: async (decisionId, resolution, note) => {

@@ -11,6 +11,7 @@ import type {
   Counts,
   DecisionOutcome,
 } from '../rulesets/ports.ts';
+import { decisionEvent, decisionKey } from '../storage/events/schemas.ts';
 import type { ActiveRulesets } from './active-rulesets.ts';
 import { fingerprintCredential, type PciLevel } from './credential.ts';
 import { idFromKey, newId } from './ids.ts';
@@ -172,14 +173,8 @@ export async function decide(
     response.elapsed_ms = round(deps.clock() - t0);
     const record: DecisionRecord = { response, context: ctx, session, created_at: occurredAt };
     deps.log.append(record);
-    deps.events.publish('vigil.decisions', session ?? id, {
-      schema: 'vigil.decision/1',
-      ...response,
-      session,
-      occurred_at: occurredAt,
-      source: opts.source ?? 'api',
-      request: contextData,
-    });
+    // The documented vigil.decision/1 shape (docs/events.md): bounded, credential-free.
+    deps.events.publish('vigil.decisions', decisionKey(record), decisionEvent(record));
   } else {
     response.elapsed_ms = round(deps.clock() - t0);
   }

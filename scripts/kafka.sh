@@ -5,6 +5,7 @@
 #   scripts/kafka.sh install          resolve the jars (skipped when cached)
 #   scripts/kafka.sh start DIR        format storage in DIR/kafka and start; writes DIR/kafka.env
 #   scripts/kafka.sh stop DIR
+#   scripts/kafka.sh restart DIR      start again on the same ports and data (after stop)
 set -euo pipefail
 VIGIL_SERVICE=kafka
 source "$(dirname "$0")/lib.sh"
@@ -87,9 +88,28 @@ PROPS
 
 stop() { stop_pidfile "$1/kafka/pid"; rm -f "$1/kafka.env"; log "stopped"; }
 
+# Same server.properties, so the same ports and log.dirs: clients that were connected before
+# see the broker come back where it was (outage tests), with its topics and offsets kept.
+restart() {
+  local dir=$1 props="$1/kafka/server.properties" logf="$1/kafka/kafka.log"
+  [ -f "$props" ] || die "no $props: start DIR first"
+  stop_pidfile "$dir/kafka/pid"
+  local port; port=$(sed -n 's|^listeners=PLAINTEXT://127.0.0.1:\([0-9]*\),.*|\1|p' "$props")
+  local cp="$HOME_DIR/libs/*" jopts=(-Xms256m -Xmx512m -XX:+UseG1GC "-Dlog4j2.configurationFile=$HOME_DIR/log4j2.properties")
+  local mark; mark=$(wc -l <"$logf")
+  log "restarting broker on 127.0.0.1:$port"
+  nohup java "${jopts[@]}" -cp "$cp" kafka.Kafka "$props" >>"$logf" 2>&1 &
+  echo $! >"$dir/kafka/pid"
+  wait_for "Kafka" 90 "$logf" bash -c "tail -n +$((mark + 1)) '$logf' | grep -q 'Kafka Server started' && (exec 3<>/dev/tcp/127.0.0.1/$port)" \
+    || die "Kafka did not restart (log kept at $logf)"
+  echo "KAFKA_BROKERS=127.0.0.1:$port" >"$dir/kafka.env"
+  log "Kafka answering again on 127.0.0.1:$port"
+}
+
 case "${1:-}" in
   install) install ;;
   start) start "${2:?DIR}" ;;
   stop) stop "${2:?DIR}" ;;
-  *) echo "usage: $0 install|start DIR|stop DIR" >&2; exit 2 ;;
+  restart) restart "${2:?DIR}" ;;
+  *) echo "usage: $0 install|start DIR|stop DIR|restart DIR" >&2; exit 2 ;;
 esac

@@ -1,0 +1,58 @@
+// The event stream's composition: Kafka when brokers are configured, the local NDJSON file
+// otherwise, both behind the same bounded buffer (CONTRACT §6, docs/events.md).
+import type { Registry } from 'prom-client';
+import { FileTransport } from './file.ts';
+import { KafkaTransport, type KafkaEventOptions } from './kafka.ts';
+import { BufferedEventSink, type BufferOptions } from './sink.ts';
+
+export interface CreateEventSinkOptions {
+  /** Set (with at least one broker) to publish to Kafka; otherwise events go to `<dataDir>/events/`. */
+  kafka?: KafkaEventOptions | undefined;
+  dataDir: string;
+  /** Events the buffer holds at most; past it, new events are dropped and counted. Default 100,000. */
+  capacity?: number | undefined;
+  registry?: Registry | undefined;
+  onError?: ((err: unknown) => void) | undefined;
+  /** The rest of the buffer's settings (linger, batch size, backoff, close timeout…). */
+  buffer?: Omit<BufferOptions, 'capacity' | 'registry' | 'onError'> | undefined;
+  /** The file adapter's rotation size, bytes. Default 64 MiB. */
+  maxFileBytes?: number | undefined;
+}
+
+export function createEventSink(opts: CreateEventSinkOptions): BufferedEventSink {
+  const useKafka = opts.kafka !== undefined && opts.kafka.brokers.length > 0;
+  const transport = useKafka
+    ? new KafkaTransport(opts.kafka!)
+    : new FileTransport({ dataDir: opts.dataDir, maxFileBytes: opts.maxFileBytes });
+  return new BufferedEventSink(transport, {
+    // The file takes bigger batches: one write each, no broker limit on their size.
+    ...(useKafka ? {} : { batchSize: 5_000, maxBatchBytes: 4 * 1024 * 1024, lingerMs: 20 }),
+    ...opts.buffer,
+    capacity: opts.capacity,
+    registry: opts.registry,
+    onError: opts.onError,
+  });
+}
+
+export {
+  BufferedEventSink,
+  EVENT_TOPICS,
+  type BufferOptions,
+  type BufferedEvent,
+  type EventSink,
+  type EventSinkHealth,
+  type EventSinkStats,
+  type EventTopic,
+  type EventTransport,
+} from './sink.ts';
+export { KafkaTransport, allTopicNames, kafkaTopicNames, type KafkaEventOptions } from './kafka.ts';
+export { EVENTS_DIR, FileTransport, eventFileName, eventLines, listEventFiles } from './file.ts';
+export * from './schemas.ts';
+export {
+  DEFAULT_LIMITS,
+  compileRedaction,
+  isSecretKey,
+  type EventLimits,
+  type RedactOptions,
+  type Redactor,
+} from './sanitize.ts';
