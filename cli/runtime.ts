@@ -150,6 +150,7 @@ export async function buildRuntime(
     events,
     secretKey,
     pciLevel: config.pciLevel,
+    eventRedact: config.eventsRedact,
     deadlineMs: config.decisionDeadlineMs,
     now: Date.now,
     clock: () => performance.now(),

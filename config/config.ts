@@ -55,6 +55,7 @@ const Env = z.object({
   VIGIL_HOST: z.preprocess(blankToUndefined, z.string().default('127.0.0.1')),
   VIGIL_TEMPORAL_BIN: optionalString,
   VIGIL_TOKEN: optionalString,
+  VIGIL_EVENTS_REDACT: z.preprocess(blankToUndefined, list),
   VIGIL_COUNTER_TIMEOUT_MS: z.preprocess(
     blankToUndefined,
     z.coerce
@@ -89,6 +90,8 @@ export interface Config {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   /** The Temporal CLI binary for the embedded dev server (scripts/temporal.sh builds it). */
   temporalBin: string;
+  /** PII paths (`$.customer.email`) hashed as `sha256:…` in published events. */
+  eventsRedact: string[];
   /** Redis counter command timeout (ms): past it the decision fails open for velocity. */
   counterTimeoutMs: number;
   /** For the client commands (`vigil decide` …): the token and the API to call. */
@@ -131,6 +134,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.VIGIL_LOG_LEVEL,
     client: { token: e.VIGIL_TOKEN, apiUrl: e.VIGIL_API_URL },
     counterTimeoutMs: e.VIGIL_COUNTER_TIMEOUT_MS,
+    eventsRedact: e.VIGIL_EVENTS_REDACT,
     temporalBin:
       e.VIGIL_TEMPORAL_BIN ??
       path.join(

@@ -38,6 +38,8 @@ export interface DecideDeps {
   now: () => number;
   /** High-resolution clock for elapsed_ms (performance.now()). */
   clock: () => number;
+  /** PII paths hashed in published decision events. */
+  eventRedact?: readonly string[];
   observe?: (o: {
     context: string;
     outcome: DecisionOutcome;
@@ -174,7 +176,11 @@ export async function decide(
     const record: DecisionRecord = { response, context: ctx, session, created_at: occurredAt };
     deps.log.append(record);
     // The documented vigil.decision/1 shape (docs/events.md): bounded, credential-free.
-    deps.events.publish('vigil.decisions', decisionKey(record), decisionEvent(record));
+    deps.events.publish(
+      'vigil.decisions',
+      decisionKey(record),
+      decisionEvent(record, { source: opts.source ?? 'api', redact: deps.eventRedact }),
+    );
   } else {
     response.elapsed_ms = round(deps.clock() - t0);
   }

@@ -10,7 +10,10 @@ const services = inject('services');
 let rt: Awaited<ReturnType<typeof startRuntime>>;
 
 beforeAll(async () => {
-  rt = await startRuntime({ KAFKA_BROKERS: services.kafkaBrokers });
+  rt = await startRuntime({
+    KAFKA_BROKERS: services.kafkaBrokers,
+    VIGIL_EVENTS_REDACT: '$.customer.email',
+  });
 });
 afterAll(async () => rt?.close());
 
@@ -24,6 +27,7 @@ it('publishes each decision to vigil.decisions, keyed by session, schema-valid, 
       context: 'checkout',
       credential: { type: 'masked_pan', bin: '411111', last4: '4242', expiry: '12/29' },
       device: { session },
+      customer: { id: 'cus_7', email: 'pii@example.com' },
     },
   });
   expect(res.statusCode).toBe(200);
@@ -57,4 +61,8 @@ it('publishes each decision to vigil.decisions, keyed by session, schema-valid, 
   expect(value).toMatchObject({ schema: 'vigil.decision/1', id, decision: 'ALLOW' });
   expect(parseEventValue(value).ok).toBe(true);
   expect(found!.value).not.toContain('411111');
+  // VIGIL_EVENTS_REDACT: the email is hashed before publishing, other fields kept.
+  expect(found!.value).not.toContain('pii@example.com');
+  expect((value.customer as Record<string, unknown>).email).toMatch(/^sha256:/);
+  expect((value.customer as Record<string, unknown>).id).toBe('cus_7');
 });
