@@ -31,6 +31,24 @@ const BENCHES: Bench[] = [
       printApiBench(await runApiBench({ redisUrl: process.env.REDIS_URL }), log);
     },
   },
+  {
+    name: 'proxy',
+    file: 'proxy.ts',
+    run: async (m) => {
+      const fn = m.runProxyBench as ((o?: object) => unknown) | undefined;
+      if (!fn) throw new Error('bench/proxy.ts exports no runProxyBench');
+      log(JSON.stringify(await fn({}), null, 2));
+    },
+  },
+  {
+    name: 'events',
+    file: 'events.ts',
+    run: async (m) => {
+      const fn = m.runEventsBench as ((o?: object) => unknown) | undefined;
+      if (!fn) throw new Error('bench/events.ts exports no runEventsBench');
+      log(JSON.stringify(await fn({}), null, 2));
+    },
+  },
 ];
 
 const wanted = process.argv.slice(2);
