@@ -1,0 +1,140 @@
+// Small pure helpers shared by the built-in kinds.
+import { createHash } from 'node:crypto';
+import type { z } from 'zod';
+import type { ActionCall, OutboundRequest } from './kind.ts';
+
+/**
+ * What a kind throws. The shape matches activities/deps.ts `ActionError` so the invoker can pass
+ * it on. Messages name fields, never their values: settings may hold secrets.
+ */
+export class KindError extends Error {
+  readonly code: string;
+  readonly retryable: boolean;
+  readonly status?: number;
+  constructor(code: string, message: string, opts: { retryable?: boolean; status?: number } = {}) {
+    super(`${code}: ${message}`);
+    this.name = 'KindError';
+    this.code = code;
+    this.retryable = opts.retryable ?? false;
+    if (opts.status !== undefined) this.status = opts.status;
+  }
+}
+
+export function isRecord(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/**
+ * The action as declared (defaults applied, for its plain fields) and as rendered (for its
+ * template fields). The invoker renders the whole action and passes it as `payload`; without
+ * one the declared values stand in, so a kind also builds from an unrendered action.
+ */
+export function actionOf<T extends Record<string, unknown>>(
+  kind: string,
+  schema: z.ZodType<T>,
+  call: ActionCall,
+): { declared: T; rendered: Record<string, unknown> } {
+  const { action_id: actionId, ...fields } = call.action;
+  const parsed = schema.safeParse(fields);
+  if (!parsed.success) {
+    const where = parsed.error.issues.map((i) => i.path.join('.') || '(action)').join(', ');
+    throw new KindError('invalid_action', `${kind} action ${actionId} is invalid at ${where}`);
+  }
+  return { declared: parsed.data, rendered: isRecord(call.payload) ? call.payload : parsed.data };
+}
+
+/** A template field: rendered when the invoker rendered it, as declared otherwise. */
+export function field(
+  a: { declared: Record<string, unknown>; rendered: Record<string, unknown> },
+  name: string,
+): unknown {
+  return name in a.rendered ? a.rendered[name] : a.declared[name];
+}
+
+/** Parses settings; the message names the kind, never a value (settings hold secrets). */
+export function settingsOf<T>(kind: string, schema: z.ZodType<T>, raw: unknown): T {
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) {
+    const where = parsed.error.issues.map((i) => i.path.join('.') || '(settings)').join(', ');
+    throw new KindError('invalid_settings', `${kind} settings are invalid at ${where}`);
+  }
+  return parsed.data;
+}
+
+/** A template leaf as text: a JSONPath leaf may have rendered to a number, null or an object. */
+export function text(v: unknown, fallback = ''): string {
+  if (v === undefined || v === null) return fallback;
+  if (typeof v === 'string') return v;
+  if (typeof v === 'number' || typeof v === 'boolean' || typeof v === 'bigint') return String(v);
+  return JSON.stringify(v);
+}
+
+export function truncate(s: string, max: number): string {
+  if (s.length <= max) return s;
+  // Whole code points only: a cut surrogate pair is invalid text to most APIs.
+  let out = '';
+  for (const cp of s) {
+    if (out.length + cp.length > max - 1) break;
+    out += cp;
+  }
+  return out + '…';
+}
+
+const SAFE_TOKEN = /^[A-Za-z0-9._:-]+$/;
+
+/**
+ * The idempotency key as a token a third party stores and matches exactly (header value, Jira
+ * label, ServiceNow correlation_id, PagerDuty dedup_key). The key embeds the session id, which
+ * the caller chose: when it has characters a receiver's query syntax or header grammar treats
+ * specially, or is longer than the receiver keeps, a SHA-256 of it stands in. Either way the
+ * same key always gives the same token, so a retry finds the first call.
+ */
+export function keyToken(key: string, maxLength: number, prefix = ''): string {
+  const plain = prefix + key;
+  if (SAFE_TOKEN.test(key) && plain.length <= maxLength) return plain;
+  const digest = createHash('sha256').update(key, 'utf8').digest('hex');
+  return (prefix + 'sha256-' + digest).slice(0, maxLength);
+}
+
+export function jsonRequest(
+  method: OutboundRequest['method'],
+  path: string,
+  body: unknown,
+  headers: Record<string, string> = {},
+): OutboundRequest {
+  return {
+    method,
+    path,
+    headers: { 'content-type': 'application/json', accept: 'application/json', ...headers },
+    body: JSON.stringify(body),
+  };
+}
+
+export function getRequest(path: string): OutboundRequest {
+  return { method: 'GET', path, headers: { accept: 'application/json' } };
+}
+
+/** A JSON answer arrives parsed by the client, or as text when its content type said otherwise. */
+export function parsedBody(body: unknown): unknown {
+  if (typeof body === 'string' || body instanceof Uint8Array) {
+    const s = typeof body === 'string' ? body : Buffer.from(body).toString('utf8');
+    try {
+      return JSON.parse(s) as unknown;
+    } catch {
+      return undefined;
+    }
+  }
+  return body;
+}
+
+/**
+ * A look-before-create that did not answer 2xx: creating anyway could open the duplicate the
+ * lookup exists to prevent, so the step fails and its retry policy decides.
+ */
+export function lookupFailed(kind: string, status: number): KindError {
+  const retryable = status >= 500 || status === 408 || status === 425 || status === 429;
+  return new KindError('lookup_failed', `${kind} lookup answered HTTP ${status}`, {
+    retryable,
+    status,
+  });
+}
