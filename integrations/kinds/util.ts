@@ -43,12 +43,17 @@ export function actionOf<T extends Record<string, unknown>>(
   return { declared: parsed.data, rendered: isRecord(call.payload) ? call.payload : parsed.data };
 }
 
-/** A template field: rendered when the invoker rendered it, as declared otherwise. */
-export function field(
-  a: { declared: Record<string, unknown>; rendered: Record<string, unknown> },
-  name: string,
-): unknown {
-  return name in a.rendered ? a.rendered[name] : a.declared[name];
+/**
+ * A template field as rendered. A JSONPath leaf that found nothing is left out by the renderer:
+ * absent here too, never the unrendered `$.…` text.
+ */
+export function field(a: { rendered: Record<string, unknown> }, name: string): unknown {
+  return a.rendered[name];
+}
+
+/** The rendered action fields (the declared action when nothing was rendered). */
+export function renderedFields(call: ActionCall): Record<string, unknown> {
+  return isRecord(call.payload) ? call.payload : call.action;
 }
 
 /** Parses settings; the message names the kind, never a value (settings hold secrets). */
