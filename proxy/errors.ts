@@ -25,6 +25,7 @@ export const STATUS_BY_CODE: Record<string, number> = {
   too_many_requests: 429,
   internal: 500,
   unavailable: 503,
+  temporal_unavailable: 503,
   timeout: 504,
 };
 
