@@ -4,7 +4,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Client, Connection } from '@temporalio/client';
+import { Connection } from '@temporalio/client';
 import { RESOLVE_REFUSED, resolveUpdate } from '../workflows/contracts.ts';
 import type { Config } from '../config/config.ts';
 import { ActiveRulesets } from '../decisions/active-rulesets.ts';
@@ -21,7 +21,10 @@ import { createMetrics, type ApiMetrics } from '../proxy/metrics.ts';
 import { blacklistRoutes } from '../proxy/routes/blacklist.ts';
 import { decisionRoutes } from '../proxy/routes/decisions.ts';
 import { eventRoutes } from '../proxy/routes/events.ts';
+import { caseRoutes, temporalCases, unavailableCases } from '../proxy/routes/cases.ts';
+import { playbookRoutes, type IntegrationRef } from '../proxy/routes/playbooks.ts';
 import { rulesetRoutes } from '../proxy/routes/rulesets.ts';
+import { lazyTemporalClient } from '../proxy/temporal-client.ts';
 import { tokenRoutes } from '../proxy/routes/tokens.ts';
 import { parseRuleset, type RulesetDocument } from '../rulesets/schema.ts';
 import { BlacklistIndex } from '../storage/blacklist-index.ts';
@@ -71,6 +74,9 @@ function toActive(rows: RulesetRow[]) {
   }
   return out;
 }
+
+/** A resolve waits for the case to accept its update; past this the record alone resolves. */
+const RESOLVE_UPDATE_TIMEOUT_MS = 10_000;
 
 function isAlreadyResolved(err: unknown): boolean {
   for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
@@ -274,6 +280,12 @@ export async function buildRuntime(
     return { id: r.id, decision: r.decision };
   };
 
+  // One client for the API's Temporal calls (resolve, cases), connected on first use.
+  const temporal = opts.temporalAddress
+    ? lazyTemporalClient({ address: opts.temporalAddress, namespace: config.temporal.namespace })
+    : undefined;
+  if (temporal) closers.push(() => temporal.close());
+
   const app = await buildApp({
     metrics,
     health,
@@ -288,23 +300,18 @@ export async function buildRuntime(
             const record = await decisionLog.get(id);
             if (!record) return 'not_found';
             const workflowId = record.response.workflow_id;
-            if (workflowId && opts.temporalAddress) {
+            if (workflowId && temporal) {
               // The case's update validator refuses a second resolve before it reaches history,
               // so the case is the one place that says "once". Unreachable Temporal: the record
               // below still resolves once, and the case learns of it when it asks.
               try {
-                const connection = await Connection.connect({
-                  address: opts.temporalAddress,
-                  connectTimeout: 1_000,
-                });
-                try {
-                  const client = new Client({ connection, namespace: config.temporal.namespace });
-                  await client.workflow.getHandle(workflowId).executeUpdate(resolveUpdate, {
-                    args: [{ decision_id: id, resolution, ...(note ? { note } : {}) }],
-                  });
-                } finally {
-                  await connection.close();
-                }
+                await temporal.call(
+                  (client) =>
+                    client.workflow.getHandle(workflowId).executeUpdate(resolveUpdate, {
+                      args: [{ decision_id: id, resolution, ...(note ? { note } : {}) }],
+                    }),
+                  RESOLVE_UPDATE_TIMEOUT_MS,
+                );
                 await decisionLog.resolve(id, resolution, note ?? null);
                 return 'ok';
               } catch (err) {
@@ -354,6 +361,22 @@ export async function buildRuntime(
       tokenRoutes({
         create: (t) => store.createToken(t),
         revoke: (id) => store.revokeToken(id),
+      }),
+      playbookRoutes({
+        repo: {
+          put: (p) => store.putPlaybook(p),
+          get: (name, version) => store.getPlaybook(name, version),
+          list: () => store.listPlaybooks(),
+          delete: (name) => store.deletePlaybook(name),
+        },
+        integrations: {
+          get: async (slug) => (await store.getIntegration(slug))?.document as IntegrationRef,
+        },
+      }),
+      caseRoutes({
+        cases: temporal
+          ? temporalCases(temporal)
+          : unavailableCases('TEMPORAL_ADDRESS is unset: cases live in Temporal'),
       }),
     ],
   });
