@@ -1,9 +1,19 @@
 // The `vigil` command. `start` runs everything from one command; `api`, `proxy` and `worker`
 // run one role each; the other commands talk to a running API.
+import cluster from 'node:cluster';
 import { loadConfig } from '../config/config.ts';
-import { runClientCommand } from './commands.ts';
-import { eventsTail } from './events-tail.ts';
-import { runRoles } from './runtime.ts';
+import type { Roles } from './runtime.ts';
+
+// Imported when used: a forked proxy worker loads the proxy and the decision path only, not the
+// API, the Temporal client or the Kafka client (its memory is paid once per core).
+async function runRoles(config: ReturnType<typeof loadConfig>, roles: Roles): Promise<number> {
+  if (cluster.isWorker) {
+    const { runProxyWorkerProcess } = await import('../proxy/inline/worker.ts');
+    return runProxyWorkerProcess(config);
+  }
+  const runtime = await import('./runtime.ts');
+  return runtime.runRoles(config, roles);
+}
 
 const USAGE = `usage: vigil <command>
 
@@ -38,7 +48,7 @@ async function main(argv: string[]): Promise<number> {
     case 'integration':
     case 'playbook':
     case 'simulate':
-      return runClientCommand(
+      return (await import('./commands.ts')).runClientCommand(
         loadConfig(),
         argv,
         (l) => console.log(l),
@@ -54,6 +64,7 @@ async function main(argv: string[]): Promise<number> {
       const topicAt = args.indexOf('--topic');
       const ac = new AbortController();
       process.once('SIGINT', () => ac.abort());
+      const { eventsTail } = await import('./events-tail.ts');
       const r = await eventsTail({
         topic: topicAt >= 0 ? args[topicAt + 1] : undefined,
         follow: args.includes('--follow') || args.includes('-f'),

@@ -65,6 +65,10 @@ const Env = z.object({
       .transform((n) => Math.min(2_000, Math.max(5, n))),
   ),
   VIGIL_API_URL: z.preprocess(blankToUndefined, z.url({ protocol: /^https?$/ }).optional()),
+  VIGIL_PROXY_WORKERS: z.preprocess(
+    blankToUndefined,
+    z.coerce.number().int().min(1).max(512).optional(),
+  ),
   VIGIL_CACHE: optionalString,
   HOME: optionalString,
 });
@@ -94,6 +98,8 @@ export interface Config {
   eventsRedact: string[];
   /** Redis counter command timeout (ms): past it the decision fails open for velocity. */
   counterTimeoutMs: number;
+  /** Proxy worker processes (VIGIL_PROXY_WORKERS); undefined: one per core; 1: in-process. */
+  proxyWorkers: number | undefined;
   /** For the client commands (`vigil decide` …): the token and the API to call. */
   client: { token: string | undefined; apiUrl: string | undefined };
 }
@@ -134,6 +140,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: e.VIGIL_LOG_LEVEL,
     client: { token: e.VIGIL_TOKEN, apiUrl: e.VIGIL_API_URL },
     counterTimeoutMs: e.VIGIL_COUNTER_TIMEOUT_MS,
+    proxyWorkers: e.VIGIL_PROXY_WORKERS,
     eventsRedact: e.VIGIL_EVENTS_REDACT,
     temporalBin:
       e.VIGIL_TEMPORAL_BIN ??

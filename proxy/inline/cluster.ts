@@ -1,6 +1,6 @@
 // Several proxy processes sharing one listening socket (node:cluster), so the proxy uses every
 // core. State that must be exact across them (velocity counts) lives in the counter store the
-// composition root wires (Redis, or the shared embedded store), never in a worker's memory.
+// composition root wires (Redis, or the primary's one store over IPC), never in a worker's memory.
 // The primary only supervises: it forks, restarts the dead, relays SIGHUP (config reload) and
 // stops everyone on SIGTERM/SIGINT.
 import cluster, { type Worker } from 'node:cluster';
@@ -29,7 +29,11 @@ export interface ClusterOptions {
   scheduling?: 'os' | 'rr' | undefined;
   /** Install SIGTERM/SIGINT/SIGHUP handlers (default true). */
   handleSignals?: boolean | undefined;
+  /** Primary only: every message a worker sends (IPC counters, init requests). */
+  onMessage?: ((worker: Worker, message: unknown) => void) | undefined;
 }
+
+export type WorkerState = 'starting' | 'listening';
 
 export interface ClusterHandle {
   role: 'primary' | 'worker';
@@ -37,6 +41,8 @@ export interface ClusterHandle {
   pids(): number[];
   /** Restarts so far (primary only). */
   restarts(): number;
+  /** Live workers and whether each listens yet (primary only). */
+  workers(): { pid: number; state: WorkerState }[];
   stop(): Promise<void>;
 }
 
@@ -70,7 +76,13 @@ async function runWorker(opts: ClusterOptions): Promise<ClusterHandle> {
     // The primary went away: finish what is in flight, then leave.
     process.once('disconnect', exit);
   }
-  return { role: 'worker', pids: () => [process.pid], restarts: () => 0, stop };
+  return {
+    role: 'worker',
+    pids: () => [process.pid],
+    restarts: () => 0,
+    workers: () => [{ pid: process.pid, state: 'listening' }],
+    stop,
+  };
 }
 
 function runPrimary(opts: ClusterOptions): ClusterHandle {
@@ -81,13 +93,17 @@ function runPrimary(opts: ClusterOptions): ClusterHandle {
   let restarts = 0;
   let stopping = false;
   const started = new Map<Worker, number>();
+  const listening = new WeakSet<Worker>();
   const timers = new Set<NodeJS.Timeout>();
 
   cluster.schedulingPolicy = opts.scheduling === 'rr' ? cluster.SCHED_RR : cluster.SCHED_NONE;
   const fork = () => {
     const w = cluster.fork();
     started.set(w, Date.now());
+    w.once('listening', () => listening.add(w));
   };
+  const onMessage = opts.onMessage;
+  if (onMessage) cluster.on('message', onMessage);
 
   cluster.on('exit', (w, code, signal) => {
     const bornAt = started.get(w) ?? 0;
@@ -124,6 +140,7 @@ function runPrimary(opts: ClusterOptions): ClusterHandle {
     );
     for (const w of started.keys()) w.process.kill('SIGTERM');
     await Promise.all(exits);
+    if (onMessage) cluster.off('message', onMessage);
   };
 
   if (opts.handleSignals !== false) {
@@ -134,7 +151,14 @@ function runPrimary(opts: ClusterOptions): ClusterHandle {
       for (const w of started.keys()) w.process.kill('SIGHUP');
     });
   }
-  return { role: 'primary', pids, restarts: () => restarts, stop };
+  const workers = () =>
+    [...started.keys()]
+      .filter((w) => w.process.pid !== undefined)
+      .map((w) => ({
+        pid: w.process.pid!,
+        state: listening.has(w) ? ('listening' as const) : ('starting' as const),
+      }));
+  return { role: 'primary', pids, restarts: () => restarts, workers, stop };
 }
 
 /** In the primary: forks and supervises workers. In a worker: runs `worker`. */
