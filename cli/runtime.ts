@@ -16,7 +16,15 @@ import { DecisionRequest } from '../decisions/request.ts';
 import { buildApp, type App, type HealthCheck } from '../proxy/app.ts';
 import { SCOPES, requireScope, type TokenVerifier } from '../proxy/auth.ts';
 import { authzRoutes } from '../proxy/authz.ts';
-import { createInlineProxy, type InlineProxy } from '../proxy/inline/index.ts';
+import {
+  createInlineProxy,
+  runCluster,
+  workerCount,
+  type ClusterHandle,
+  type InlineProxy,
+} from '../proxy/inline/index.ts';
+import { WORKER_INIT, isWorkerHello } from '../proxy/inline/worker.ts';
+import { serveCount } from '../storage/counters/ipc.ts';
 import { createMetrics, type ApiMetrics } from '../proxy/metrics.ts';
 import { blacklistRoutes } from '../proxy/routes/blacklist.ts';
 import { decisionRoutes } from '../proxy/routes/decisions.ts';
@@ -107,7 +115,12 @@ export interface Runtime {
 /** Everything but listening: the API app and the decision path over the configured adapters. */
 export async function buildRuntime(
   config: Config,
-  opts: { serveApi: boolean; temporalAddress?: string | undefined },
+  opts: {
+    serveApi: boolean;
+    temporalAddress?: string | undefined;
+    /** More /readyz checks (the proxy workers, when forked). */
+    health?: HealthCheck[] | undefined;
+  },
 ): Promise<Runtime> {
   const closers: (() => Promise<void> | void)[] = [];
   const metrics = createMetrics();
@@ -237,6 +250,7 @@ export async function buildRuntime(
         };
       },
     },
+    ...(opts.health ?? []),
     {
       name: 'temporal',
       required: false,
@@ -464,7 +478,29 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
     closers.push(() => embedded!.stop());
   }
   mkdirSync(config.dataDir, { recursive: true });
-  const rt = await buildRuntime(config, { serveApi: roles.api, temporalAddress });
+  // VIGIL_PROXY_WORKERS (default: one per core) proxy processes forked from this one; 1: the
+  // proxy runs in this process.
+  const proxyWorkers = roles.proxy ? workerCount(config.proxyWorkers) : 0;
+  let cluster: ClusterHandle | undefined;
+  const workersHealth: HealthCheck = {
+    name: 'proxy_workers',
+    required: false,
+    check: () => {
+      const ws = cluster?.workers() ?? [];
+      const up = ws.filter((w) => w.state === 'listening').length;
+      return Promise.resolve({
+        state: !cluster ? 'disabled' : up === proxyWorkers ? 'up' : 'degraded',
+        detail: cluster
+          ? `${up}/${proxyWorkers} listening; ${ws.map((w) => `${w.pid} ${w.state}`).join(', ')}; ${cluster.restarts()} restarts`
+          : 'not started',
+      });
+    },
+  };
+  const rt = await buildRuntime(config, {
+    serveApi: roles.api,
+    temporalAddress,
+    health: proxyWorkers > 1 ? [workersHealth] : [],
+  });
   closers.unshift(() => rt.close());
   const root = path.resolve(import.meta.dirname, '..');
   const demo = config.demo && roles.embedded;
@@ -483,7 +519,26 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
       routes = demoRoutes(origin.url);
       log(`demo origin 'shop' on ${origin.url}`);
     }
-    if (routes) {
+    if (routes && proxyWorkers > 1) {
+      const counters = rt.decideDeps.counters;
+      const init = { t: WORKER_INIT, routes };
+      cluster = await runCluster({
+        workers: proxyWorkers,
+        // A forked worker runs cli/main.ts again, which sends it to runProxyWorkerProcess.
+        worker: () => {},
+        handleSignals: false,
+        onMessage: (w, m) => {
+          if (isWorkerHello(m)) w.send(init);
+          // Without Redis the workers count here, in the store the API's decisions use too.
+          else if (counters instanceof MemoryCounterStore) serveCount(counters, w, m);
+        },
+      });
+      closers.unshift(() => cluster!.stop());
+      log(
+        `proxy on http://${config.host}:${config.proxyPort} (${proxyWorkers} worker processes, ` +
+          `velocity counts ${counters instanceof MemoryCounterStore ? 'in this process over IPC' : 'in Redis'})`,
+      );
+    } else if (routes) {
       const proxy: InlineProxy = createInlineProxy({
         config: routes,
         trustedProxies: config.trustedProxies,
