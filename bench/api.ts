@@ -4,7 +4,7 @@
 // counters, then with Redis counters. Targets (issue 3): in-process ≥ 0.5× the anchor's
 // throughput, Redis ≥ 0.35×, p99 ≤ 5 ms at half of Vigil's max throughput.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -109,30 +109,77 @@ export function decisionBody(i: number): string {
   });
 }
 
-async function startAnchor(): Promise<{ url: string; close(): Promise<void> }> {
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { context?: string };
-      const out = JSON.stringify({
-        id: 'dec_anchor',
-        decision: 'ALLOW',
-        context: body.context ?? 'default',
-      });
-      res.writeHead(200, {
-        'content-type': 'application/json',
-        'content-length': Buffer.byteLength(out),
-      });
-      res.end(out);
-    });
+// The anchor runs in a child process like Vigil does: in the load generator's own process it
+// would share one event loop with the generator and be measured lower than it is.
+const ANCHOR_SOURCE = `
+const http = require('node:http');
+const server = http.createServer((req, res) => {
+  const chunks = [];
+  req.on('data', (c) => chunks.push(c));
+  req.on('end', () => {
+    const body = JSON.parse(Buffer.concat(chunks).toString('utf8'));
+    const out = JSON.stringify({ id: 'dec_anchor', decision: 'ALLOW', context: body.context ?? 'default' });
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(out) });
+    res.end(out);
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const { port } = server.address() as AddressInfo;
+});
+server.keepAliveTimeout = 10000;
+server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+process.on('SIGTERM', () => server.close(() => process.exit(0)));
+`;
+
+/** A server under test in its own process. */
+export interface BenchServer {
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * CPU time the process has used so far (user + system), ms, from /proc (Linux; NaN elsewhere).
+ * CPU per request is steadier than req/s on a shared machine: other load slows the clock, not
+ * the work a request costs.
+ */
+export function cpuMsOf(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return ((Number(f[11]) + Number(f[12])) * 1000) / CLOCK_TICKS;
+  } catch {
+    return Number.NaN;
+  }
+}
+// USER_HZ: 100 on every Linux this runs on (sysconf(_SC_CLK_TCK) is not reachable from Node).
+const CLOCK_TICKS = 100;
+
+export async function startAnchor(): Promise<BenchServer> {
+  const child = spawn(process.execPath, [...profileArgs('anchor'), '-e', ANCHOR_SOURCE], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const port = await new Promise<number>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => {
+      out += c.toString('utf8');
+      if (out.includes('\n')) resolve(Number(out.trim()));
+    });
+    child.once('exit', (code) => reject(new Error(`anchor exited (${code})`)));
+  });
   return {
     url: `http://127.0.0.1:${port}`,
-    close: () => new Promise((r) => server.close(() => r())),
+    pid: child.pid!,
+    stop: async () => {
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    },
   };
+}
+
+/** BENCH_CPU_PROF_DIR=dir: each server process writes a V8 CPU profile there on exit. */
+function profileArgs(name: string): string[] {
+  const dir = process.env.BENCH_CPU_PROF_DIR;
+  return dir
+    ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`]
+    : [];
 }
 
 async function freePort(): Promise<number> {
@@ -143,14 +190,12 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function startVigil(
-  env: Record<string, string>,
-): Promise<{ url: string; stop(): Promise<void> }> {
+export async function startVigil(env: Record<string, string>, name: string): Promise<BenchServer> {
   const dataDir = mkdtempSync(path.join(tmpdir(), 'vigil-bench-'));
   const port = await freePort();
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--no-warnings', path.join(root, 'cli/main.ts'), 'api'],
+    ['--no-warnings', ...profileArgs(name), path.join(root, 'cli/main.ts'), 'api'],
     {
       env: {
         ...process.env,
@@ -191,6 +236,7 @@ async function startVigil(
   await act.body.dump();
   return {
     url,
+    pid: child.pid!,
     stop: async () => {
       child.kill('SIGTERM');
       await new Promise((r) => child.once('exit', r));
@@ -199,10 +245,13 @@ async function startVigil(
   };
 }
 
+/** A closed-loop run with the server process's CPU time per answered request. */
+export type MaxResult = LoadResult & { cpu_us_per_req: number };
+
 export interface ApiBenchResult {
-  anchor: LoadResult;
-  memory: { max: LoadResult; half: LoadResult };
-  redis?: { max: LoadResult; half: LoadResult };
+  anchor: MaxResult;
+  memory: { max: MaxResult; half: LoadResult };
+  redis?: { max: MaxResult; half: LoadResult };
   ratios: { memory: number; redis?: number };
   pass: { memory: boolean; redis?: boolean; p99: boolean };
 }
@@ -223,14 +272,24 @@ export async function runApiBench(
     body: decisionBody,
   });
 
-  const anchorServer = await startAnchor();
-  const anchor = await closedLoop(target(anchorServer.url, false), connections, seconds);
-  await anchorServer.close();
+  const maxOf = async (server: BenchServer, auth: boolean): Promise<MaxResult> => {
+    // The warm-up's CPU is left out: closedLoop calls back when the measured part starts.
+    let cpu1 = Number.NaN;
+    const r = await closedLoop(target(server.url, auth), connections, seconds, 1, () => {
+      cpu1 = cpuMsOf(server.pid);
+    });
+    const cpu2 = cpuMsOf(server.pid);
+    return { ...r, cpu_us_per_req: Math.round(((cpu2 - cpu1) * 1000) / Math.max(1, r.requests)) };
+  };
 
-  const measure = async (env: Record<string, string>) => {
-    const v = await startVigil(env);
+  const anchorServer = await startAnchor();
+  const anchor = await maxOf(anchorServer, false);
+  await anchorServer.stop();
+
+  const measure = async (env: Record<string, string>, name: string) => {
+    const v = await startVigil(env, name);
     try {
-      const max = await closedLoop(target(v.url, true), connections, seconds);
+      const max = await maxOf(v, true);
       const half = await openLoop(
         target(v.url, true),
         Math.max(1, Math.floor(max.rps / 2)),
@@ -241,8 +300,8 @@ export async function runApiBench(
       await v.stop();
     }
   };
-  const memory = await measure({ REDIS_URL: '' });
-  const redis = opts.redisUrl ? await measure({ REDIS_URL: opts.redisUrl }) : undefined;
+  const memory = await measure({ REDIS_URL: '' }, 'memory');
+  const redis = opts.redisUrl ? await measure({ REDIS_URL: opts.redisUrl }, 'redis') : undefined;
   const rMem = memory.max.rps / anchor.rps;
   const rRedis = redis ? redis.max.rps / anchor.rps : undefined;
   return {
@@ -260,7 +319,7 @@ export async function runApiBench(
 
 export function printApiBench(r: ApiBenchResult, log: (s: string) => void): void {
   const line = (name: string, x: LoadResult) =>
-    `  ${name.padEnd(34)} ${String(x.rps).padStart(7)} req/s  p50 ${x.p50_ms} ms  p99 ${x.p99_ms} ms  errors ${x.errors}`;
+    `  ${name.padEnd(34)} ${String(x.rps).padStart(7)} req/s  p50 ${x.p50_ms} ms  p99 ${x.p99_ms} ms  errors ${x.errors}${'cpu_us_per_req' in x ? `  server CPU ${String(x.cpu_us_per_req)} µs/req` : ''}`;
   log('POST /api/decisions (20-rule ruleset) vs bare node:http JSON server');
   log(line('anchor: bare node:http', r.anchor));
   log(line('vigil, in-process counters (max)', r.memory.max));

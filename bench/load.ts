@@ -83,6 +83,7 @@ export async function closedLoop(
   connections: number,
   seconds: number,
   warmupSeconds = 1,
+  onMeasureStart?: () => void,
 ): Promise<LoadResult> {
   const pool = new Pool(t.url, { connections, pipelining: 1 });
   let i = 0;
@@ -107,6 +108,7 @@ export async function closedLoop(
   const lat: number[] = [];
   const statuses: Record<number, number> = {};
   const errs = { n: 0 };
+  onMeasureStart?.();
   const start = performance.now();
   await run(start + seconds * 1000, lat, statuses, errs);
   const res = summarize(lat, errs.n, statuses, (performance.now() - start) / 1000);

@@ -14,7 +14,7 @@ import type { DecisionRecord, RulesetRow } from '../decisions/ports.ts';
 import type { DecisionOutcome } from '../rulesets/ports.ts';
 import { DecisionRequest } from '../decisions/request.ts';
 import { buildApp, type App, type HealthCheck } from '../proxy/app.ts';
-import { SCOPES, requireScope, type TokenVerifier } from '../proxy/auth.ts';
+import { SCOPES, cachedTokenVerifier, requireScope, type TokenVerifier } from '../proxy/auth.ts';
 import { authzRoutes } from '../proxy/authz.ts';
 import {
   createInlineProxy,
@@ -199,10 +199,12 @@ export async function buildRuntime(
     chmodSync(file, 0o600);
     log(`bootstrap admin token (shown once, also in ${file}):\n\n    ${t.token}\n`);
   }
-  const verifyToken: TokenVerifier = async (plaintext) => {
+  // Revocations through this process apply at once; through another, within the cache's 1 s.
+  const tokenCache = cachedTokenVerifier(async (plaintext) => {
     const row = await store.findToken(plaintext);
     return row ? { token_id: row.id, name: row.name, scopes: row.scopes } : undefined;
-  };
+  });
+  const verifyToken: TokenVerifier = tokenCache.verify;
 
   const health: HealthCheck[] = [
     {
@@ -372,10 +374,13 @@ export async function buildRuntime(
           trustedProxies: config.trustedProxies,
           registry: metrics.registry,
         }),
-      tokenRoutes({
-        create: (t) => store.createToken(t),
-        revoke: (id) => store.revokeToken(id),
-      }),
+      tokenRoutes(
+        {
+          create: (t) => store.createToken(t),
+          revoke: (id) => store.revokeToken(id),
+        },
+        (id) => tokenCache.invalidate(id),
+      ),
       playbookRoutes({
         repo: {
           put: (p) => store.putPlaybook(p),
