@@ -120,7 +120,11 @@ describe('Kafka outage', () => {
     bigLoad.start();
     smallLoad.start();
 
+    // Delivering before the outage (the Kafka thread starts and creates the topics first).
     await sleep(2_000);
+    for (let t0 = Date.now(); bigSink.stats().delivered === 0 && Date.now() - t0 < 15_000;) {
+      await sleep(100);
+    }
     expect(bigSink.stats().delivered).toBeGreaterThan(0);
     const tDown = Date.now();
     bigLoad.measuring = smallLoad.measuring = true;
