@@ -47,7 +47,7 @@ const LABEL_PREFIX = 'vigil-';
 
 /** The label that carries an idempotency key: identical for every retry of a step. */
 export function jiraIdempotencyLabel(idempotencyKey: string): string {
-  return keyToken(idempotencyKey, 255, LABEL_PREFIX);
+  return keyToken(idempotencyKey, 255, { prefix: LABEL_PREFIX });
 }
 
 /** Atlassian Document Format: one paragraph per blank-line block, line breaks kept. */

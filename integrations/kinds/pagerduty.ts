@@ -13,6 +13,7 @@ import {
   settingsOf,
   text,
   truncate,
+  VISIBLE_ASCII,
 } from './util.ts';
 
 const SEVERITIES = ['critical', 'error', 'warning', 'info'] as const;
@@ -75,7 +76,11 @@ export const pagerdutyKind: IntegrationKind = {
     if (declared.class !== undefined) payload.class = declared.class;
     const details = field(action, 'custom_details');
     if (details !== undefined) payload.custom_details = details;
-    return enqueue(call.settings, keyToken(call.idempotencyKey, DEDUP_MAX), payload);
+    return enqueue(
+      call.settings,
+      keyToken(call.idempotencyKey, DEDUP_MAX, { allowed: VISIBLE_ASCII }),
+      payload,
+    );
   },
   /** The 202 answer's `dedup_key`: the alert a later resolve or acknowledge would address. */
   ref(status: number, body: unknown): string | undefined {

@@ -74,7 +74,7 @@ export const servicenowKind: IntegrationKind = {
   },
   lookup(call: ActionCall): Lookup {
     settingsOf('servicenow', servicenowSettings, call.settings);
-    // The token's characters ([A-Za-z0-9._:-]) hold no `^`, the encoded-query separator.
+    // The token's characters (TOKEN_CHARS) hold no `^`, the encoded-query separator.
     const query =
       `sysparm_query=${encodeURIComponent(`correlation_id=${servicenowCorrelationId(call.idempotencyKey)}`)}` +
       '&sysparm_limit=1&sysparm_fields=sys_id%2Cnumber';

@@ -85,18 +85,30 @@ export function truncate(s: string, max: number): string {
   return out + '…';
 }
 
-const SAFE_TOKEN = /^[A-Za-z0-9._:-]+$/;
+/**
+ * Characters every receiver stores and matches literally, and that no query syntax here treats
+ * specially (ServiceNow's `^`, JQL quotes): enough for the keys the workflows make,
+ * `session-…:dec_…:review-default.steps[1].ticket`.
+ */
+export const TOKEN_CHARS = /^[A-Za-z0-9._:@[\]-]+$/;
+/** Visible ASCII: what an HTTP header value or a free-form key field carries as is. */
+export const VISIBLE_ASCII = /^[\x21-\x7e]+$/;
 
 /**
  * The idempotency key as a token a third party stores and matches exactly (header value, Jira
  * label, ServiceNow correlation_id, PagerDuty dedup_key). The key embeds the session id, which
- * the caller chose: when it has characters a receiver's query syntax or header grammar treats
- * specially, or is longer than the receiver keeps, a SHA-256 of it stands in. Either way the
- * same key always gives the same token, so a retry finds the first call.
+ * the caller chose: when it has characters outside `allowed`, or is longer than the receiver
+ * keeps, a SHA-256 of it stands in. Either way the same key always gives the same token, so a
+ * retry finds the first call.
  */
-export function keyToken(key: string, maxLength: number, prefix = ''): string {
+export function keyToken(
+  key: string,
+  maxLength: number,
+  opts: { prefix?: string; allowed?: RegExp } = {},
+): string {
+  const prefix = opts.prefix ?? '';
   const plain = prefix + key;
-  if (SAFE_TOKEN.test(key) && plain.length <= maxLength) return plain;
+  if ((opts.allowed ?? TOKEN_CHARS).test(key) && plain.length <= maxLength) return plain;
   const digest = createHash('sha256').update(key, 'utf8').digest('hex');
   return (prefix + 'sha256-' + digest).slice(0, maxLength);
 }

@@ -4,7 +4,7 @@
 import { createHmac } from 'node:crypto';
 import { z } from 'zod';
 import type { ActionCall, IntegrationKind, OutboundRequest } from './kind.ts';
-import { actionOf, field, keyToken, settingsOf } from './util.ts';
+import { VISIBLE_ASCII, actionOf, field, keyToken, settingsOf } from './util.ts';
 
 const SECRET_PREFIX = 'whsec_';
 
@@ -82,7 +82,7 @@ export const webhookKind: IntegrationKind = {
   build(call: ActionCall): OutboundRequest {
     const action = actionOf('webhook', webhookAction, call);
     const data = field(action, 'body') ?? {};
-    const id = keyToken(call.idempotencyKey, ID_MAX);
+    const id = keyToken(call.idempotencyKey, ID_MAX, { allowed: VISIBLE_ASCII });
     return signedRequest(call.settings, id, action.declared.event_type, data, call.nowMs);
   },
   testCall(settings: unknown, nowMs: number): OutboundRequest {

@@ -6,7 +6,7 @@ import { send } from './send.ts';
 
 const BASE = 'https://jira.example';
 const settings = jiraKind.settings.parse({ project_key: 'FRAUD' });
-const IDEM = 'session-s1:dec_1:ticket';
+const IDEM = 'session-s1:dec_1:review-default.steps[1].ticket';
 
 function call(over: Partial<ActionCall> = {}): ActionCall {
   const declared = jiraKind.action.parse({
@@ -29,7 +29,8 @@ function call(over: Partial<ActionCall> = {}): ActionCall {
   };
 }
 
-const JQL = 'project = "FRAUD" AND labels = "vigil-session-s1:dec_1:ticket" ORDER BY created ASC';
+const JQL =
+  'project = "FRAUD" AND labels = "vigil-session-s1:dec_1:review-default.steps[1].ticket" ORDER BY created ASC';
 
 beforeAll(() => nock.disableNetConnect());
 afterEach(() => nock.cleanAll());
@@ -73,7 +74,7 @@ describe('jira kind (Jira Cloud REST v3)', () => {
               { type: 'paragraph', content: [{ type: 'text', text: 'Amount 1250.00 EUR' }] },
             ],
           },
-          labels: ['vigil', 'checkout', 'vigil-session-s1:dec_1:ticket'],
+          labels: ['vigil', 'checkout', 'vigil-session-s1:dec_1:review-default.steps[1].ticket'],
           priority: { name: 'High' },
         },
       })

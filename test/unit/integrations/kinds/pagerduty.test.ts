@@ -7,7 +7,7 @@ import { send } from './send.ts';
 const BASE = 'https://pagerduty.example';
 const ROUTING_KEY = 'R0abcdef0123456789abcdef01234567';
 const settings = pagerdutyKind.settings.parse({ routing_key: ROUTING_KEY });
-const IDEM = 'session-s1:dec_1:alert';
+const IDEM = 'session-s1:dec_1:review-default.steps[2].alert';
 
 function call(over: Partial<ActionCall> = {}): ActionCall {
   const declared = pagerdutyKind.action.parse({

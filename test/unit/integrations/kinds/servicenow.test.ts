@@ -9,7 +9,7 @@ import { send } from './send.ts';
 
 const BASE = 'https://servicenow.example';
 const settings = servicenowKind.settings.parse({ assignment_group: 'Fraud Ops' });
-const IDEM = 'session-s1:dec_1:ticket';
+const IDEM = 'session-s1:dec_1:review-default.steps[1].ticket';
 const SYS_ID = '9d385017c611228701d22104cc95c371';
 
 function call(over: Partial<ActionCall> = {}): ActionCall {

@@ -17,7 +17,7 @@ const action = {
     body: { decision: 'Review {{decision.id}}', amount: '$.transaction.amount' },
   }) as Record<string, unknown>),
 };
-const IDEM = 'session-s1:dec_1:alert';
+const IDEM = 'session-s1:dec_1:review-default.steps[2].alert';
 
 function call(over: Partial<ActionCall> = {}): ActionCall {
   return {
