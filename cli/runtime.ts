@@ -394,7 +394,7 @@ export async function buildRuntime(
       }),
       caseRoutes({
         cases: temporal
-          ? temporalCases(temporal)
+          ? temporalCases(temporal, { cursorKey: secretKey })
           : unavailableCases('TEMPORAL_ADDRESS is unset: cases live in Temporal'),
       }),
     ],

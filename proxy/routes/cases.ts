@@ -10,6 +10,7 @@
 //   resolved, closed): a list needs no query per case and no worker.
 // - `status=open`: running and not resolved (escalated cases are open). `status=resolved`:
 //   resolved, still running its on_resolution steps or completed. No status: every case.
+import { createHmac, timingSafeEqual } from 'node:crypto';
 import { defaultPayloadConverter, type Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
@@ -102,43 +103,52 @@ function isNotFound(err: unknown): boolean {
   return false;
 }
 
-function isInvalidArgument(err: unknown): boolean {
-  for (let e: unknown = err, depth = 0; e && depth < 8; depth++) {
-    if ((e as { code?: unknown }).code === 3) return true;
-    e = (e as { cause?: unknown }).cause;
-  }
-  return false;
+/**
+ * Cursors are Temporal's page tokens, signed: Temporal answers a garbled token with UNKNOWN,
+ * which its client retries until the deadline, so a bad cursor would cost seconds and a 503.
+ * A signed cursor is checked here and refused at once.
+ */
+function cursorCodec(key: Buffer) {
+  const mac = (token: Uint8Array) =>
+    createHmac('sha256', key).update('vigil cases cursor\0').update(token).digest().subarray(0, 16);
+  return {
+    encode: (token: Uint8Array) =>
+      `${Buffer.from(token).toString('base64url')}.${mac(token).toString('base64url')}`,
+    decode(cursor: string): Uint8Array {
+      const [body, sig] = cursor.split('.');
+      const token = Buffer.from(body ?? '', 'base64url');
+      const given = Buffer.from(sig ?? '', 'base64url');
+      const want = mac(token);
+      if (token.length === 0 || given.length !== want.length || !timingSafeEqual(given, want)) {
+        throw new ApiError('invalid_request', 'cursor is not one this API returned', {
+          issues: [{ path: 'querystring.cursor', message: 'unknown cursor' }],
+        });
+      }
+      return token;
+    },
+  };
 }
 
-/** The cases port over the runtime's shared Temporal client. */
-export function temporalCases(temporal: TemporalClients): CasesPort {
+/** The cases port over the runtime's shared Temporal client; `cursorKey` signs list cursors. */
+export function temporalCases(temporal: TemporalClients, opts: { cursorKey: Buffer }): CasesPort {
+  const cursors = cursorCodec(opts.cursorKey);
   return {
     async list(q) {
       const cases: CaseSummary[] = [];
-      let token: Uint8Array | undefined = q.cursor ? Buffer.from(q.cursor, 'base64url') : undefined;
+      let token: Uint8Array | undefined = q.cursor ? cursors.decode(q.cursor) : undefined;
       let pages = 0;
       // Each visibility page asks for no more rows than are still wanted, so every fetched row
       // fits this answer and the cursor never skips one.
       do {
         const want = q.limit - cases.length;
-        let res;
-        try {
-          res = await temporal.call((client: Client) =>
-            client.workflowService.listWorkflowExecutions({
-              namespace: temporal.namespace,
-              query: QUERIES[q.status ?? 'all'],
-              pageSize: want,
-              ...(token ? { nextPageToken: token } : {}),
-            }),
-          );
-        } catch (err) {
-          if (q.cursor && pages === 0 && isInvalidArgument(err)) {
-            throw new ApiError('invalid_request', 'cursor is not one this API returned', {
-              issues: [{ path: 'querystring.cursor', message: 'unknown cursor' }],
-            });
-          }
-          throw err;
-        }
+        const res = await temporal.call((client: Client) =>
+          client.workflowService.listWorkflowExecutions({
+            namespace: temporal.namespace,
+            query: QUERIES[q.status ?? 'all'],
+            pageSize: want,
+            ...(token ? { nextPageToken: token } : {}),
+          }),
+        );
         pages += 1;
         const seen = new Set(cases.map((c) => c.workflow_id));
         for (const e of res.executions ?? []) {
@@ -160,7 +170,7 @@ export function temporalCases(temporal: TemporalClients): CasesPort {
       } while (token && cases.length < q.limit && pages < MAX_PAGES_PER_CALL);
       return {
         cases,
-        next_cursor: token ? Buffer.from(token).toString('base64url') : null,
+        next_cursor: token ? cursors.encode(token) : null,
       };
     },
     async get(workflowId, runId) {
@@ -193,7 +203,7 @@ const ListQuery = z.strictObject({
   cursor: z
     .string()
     .max(4096)
-    .regex(/^[A-Za-z0-9_-]+$/, 'a cursor from a previous answer')
+    .regex(/^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$/, 'a cursor from a previous answer')
     .optional(),
 });
 const IdParams = z.object({
