@@ -39,9 +39,10 @@ import { BlacklistIndex } from '../storage/blacklist-index.ts';
 import { MemoryCounterStore } from '../storage/counters/memory.ts';
 import { RedisCounterStore } from '../storage/counters/redis.ts';
 import { DecisionLog } from '../storage/decision-log.ts';
+import { SqliteDecisionWriter } from '../storage/decision-log-thread.ts';
 import { createEventSink } from '../storage/events/index.ts';
 import { requestEvent, requestKey } from '../storage/events/schemas.ts';
-import { openStore, type Store } from '../storage/store.ts';
+import { SQLITE_FILE, openStore, type Store } from '../storage/store.ts';
 import { ADMIN_TOKEN_FILE } from './client.ts';
 import { startDemoOrigin } from './demo-origin.ts';
 import { startEmbeddedTemporal, type EmbeddedTemporal } from './embedded-temporal.ts';
@@ -145,8 +146,17 @@ export async function buildRuntime(
   await active.refresh();
   const unwatch = store.watchRulesets(() => void active.refresh().catch(() => {}));
   closers.push(unwatch);
-  const decisionLog = new DecisionLog<DecisionRecord>(store);
+  // Embedded store: the log's INSERTs and COMMITs run on a thread, off the answer path.
+  const logWriter =
+    store.dialect === 'sqlite'
+      ? await SqliteDecisionWriter.open(path.join(config.dataDir, SQLITE_FILE))
+      : undefined;
+  const decisionLog = new DecisionLog<DecisionRecord>(
+    store,
+    logWriter ? { writer: logWriter } : {},
+  );
   closers.push(() => decisionLog.close());
+  if (logWriter) closers.push(() => logWriter.close());
   // Kafka with KAFKA_BROKERS, else the local NDJSON file; a bounded buffer either way, so a
   // slow or absent broker never slows a decision (drops are counted).
   const events = createEventSink({

@@ -36,6 +36,11 @@ export interface DecisionLogOptions {
   retryMaxMs?: number;
   /** Told about every failed write (for logs and metrics); never about the records. */
   onError?: (err: unknown) => void;
+  /**
+   * Where batches are inserted instead of the store (e.g. SqliteDecisionWriter, off the event
+   * loop); reads and resolves still go to the store. The log does not close it.
+   */
+  writer?: Pick<Store, 'insertDecisions'>;
 }
 
 export interface DecisionLogStats {
@@ -58,6 +63,7 @@ interface Entry<R> {
 
 export class DecisionLog<R extends DecisionLogRecord = DecisionLogRecord> {
   #store: DecisionLogStore;
+  #writer: Pick<Store, 'insertDecisions'>;
   #intervalMs: number;
   #batchSize: number;
   #maxBuffered: number;
@@ -78,6 +84,7 @@ export class DecisionLog<R extends DecisionLogRecord = DecisionLogRecord> {
 
   constructor(store: DecisionLogStore, opts: DecisionLogOptions = {}) {
     this.#store = store;
+    this.#writer = opts.writer ?? store;
     this.#intervalMs = Math.max(1, opts.flushIntervalMs ?? 25);
     this.#batchSize = Math.max(1, opts.batchSize ?? 250);
     this.#maxBuffered = Math.max(this.#batchSize, opts.maxBuffered ?? 50_000);
@@ -242,7 +249,7 @@ export class DecisionLog<R extends DecisionLogRecord = DecisionLogRecord> {
     }
     const batch = [...this.#inflight.values()];
     try {
-      await this.#store.insertDecisions(batch.map((e) => insertOf(e.record)));
+      await this.#writer.insertDecisions(batch.map((e) => insertOf(e.record)));
     } catch (err) {
       if (isOutage(err)) {
         // Back to the front of the queue, in order, for the retry.
@@ -263,7 +270,7 @@ export class DecisionLog<R extends DecisionLogRecord = DecisionLogRecord> {
     for (const e of batch) {
       const id = e.record.response.id;
       try {
-        await this.#store.insertDecisions([insertOf(e.record)]);
+        await this.#writer.insertDecisions([insertOf(e.record)]);
         this.#written++;
       } catch (err) {
         if (isOutage(err)) {
