@@ -9,21 +9,11 @@ import { bundleWorkflows, createWorker } from '../activities/worker.ts';
 import { actionEvent, actionKey, decisionEvent, decisionKey } from '../storage/events/schemas.ts';
 import type { Runtime } from './runtime.ts';
 
-/** Link integrations (CONTRACT §3) are not built yet: steps that need them fail fast and say so. */
-class IntegrationsUnavailable extends Error {
-  readonly retryable = false;
-  readonly code = 'integration_unavailable';
-}
-
 export function activityDeps(rt: Runtime): ActivityDeps {
   return {
-    invokeAction: (req) =>
-      Promise.reject(
-        new IntegrationsUnavailable(
-          `integration '${req.integration}' cannot be called: Link integrations are not available in this build`,
-        ),
-      ),
-    callBackend: () => Promise.resolve({ status: 'error', error: 'no_backend_caller' }),
+    // Errors thrown here carry `retryable`, `retryAfterMs`, `code` and `status` (ActionError).
+    invokeAction: (req) => rt.integrations.invokeAction(req),
+    callBackend: (req) => rt.integrations.callBackend(req),
     blacklistAdd: async (req) => {
       const e = await rt.store.addBlacklist({
         field_path: req.field_path,
