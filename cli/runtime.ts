@@ -34,6 +34,8 @@ import { playbookRoutes, type IntegrationRef } from '../proxy/routes/playbooks.t
 import { rulesetRoutes } from '../proxy/routes/rulesets.ts';
 import { lazyTemporalClient } from '../proxy/temporal-client.ts';
 import { tokenRoutes } from '../proxy/routes/tokens.ts';
+import { integrationRoutes } from '../proxy/routes/integrations.ts';
+import { createIntegrations, type Integrations } from '../integrations/index.ts';
 import { parseRuleset, type RulesetDocument } from '../rulesets/schema.ts';
 import { BlacklistIndex } from '../storage/blacklist-index.ts';
 import { MemoryCounterStore } from '../storage/counters/memory.ts';
@@ -110,6 +112,7 @@ export interface Runtime {
   }>;
   active: ActiveRulesets;
   log: DecisionLog<DecisionRecord>;
+  integrations: Integrations;
   close(): Promise<void>;
 }
 
@@ -128,6 +131,15 @@ export async function buildRuntime(
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
   closers.push(() => store.close());
   const secretKey = loadSecretKey(config.dataDir, config.secretKey);
+  // Link integrations (CONTRACT §3): documents with encrypted secrets, the backend caller the
+  // engine uses, the actions workflows invoke; every outbound call behind the egress guard.
+  const integrations = createIntegrations({
+    store,
+    secretKey,
+    egressAllow: config.egressAllow,
+    registry: metrics.registry,
+  });
+  closers.push(() => integrations.close());
 
   const counters = config.redisUrl
     ? new RedisCounterStore({
@@ -170,6 +182,7 @@ export async function buildRuntime(
     rulesets: active,
     counters,
     blacklist,
+    backends: integrations.backends,
     log: decisionLog,
     outbox: {
       enqueue: async (item) => {
@@ -365,6 +378,7 @@ export async function buildRuntime(
         log: decisionLog,
         events: { insert: async (e) => void (await store.insertEvent(e)) },
         rulesets: { get: (id) => store.getRuleset(id) },
+        notifyBackends: (record, event) => integrations.notify(record, event),
         blacklist: {
           add: async (e) => {
             const entry = await store.addBlacklist(e);
@@ -384,6 +398,7 @@ export async function buildRuntime(
           trustedProxies: config.trustedProxies,
           registry: metrics.registry,
         }),
+      integrationRoutes(integrations),
       tokenRoutes(
         {
           create: (t) => store.createToken(t),
@@ -420,6 +435,7 @@ export async function buildRuntime(
     proxyDecide,
     active,
     log: decisionLog,
+    integrations,
     close: async () => {
       for (const close of closers) {
         try {
