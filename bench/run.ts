@@ -49,6 +49,15 @@ const BENCHES: Bench[] = [
       log(JSON.stringify(await fn({}), null, 2));
     },
   },
+  {
+    name: 'backend',
+    file: 'backend.ts',
+    run: async (m) => {
+      const fn = m.runBackendBench as ((o?: object) => unknown) | undefined;
+      if (!fn) throw new Error('bench/backend.ts exports no runBackendBench');
+      log(JSON.stringify(await fn({}), null, 2));
+    },
+  },
 ];
 
 const wanted = process.argv.slice(2);
