@@ -15,7 +15,7 @@
 //
 // A single Redis (or a primary with replicas) is assumed: the script touches keys in several
 // hash slots, which Redis Cluster would refuse.
-import { createHash, createHmac } from 'node:crypto';
+import { createHash, createHmac, createSecretKey, type KeyObject } from 'node:crypto';
 import { Redis } from 'ioredis';
 import type { CounterRequest, CounterStore, Counts } from '../../rulesets/ports.ts';
 import { CounterUnavailableError } from '../errors.ts';
@@ -121,7 +121,9 @@ export interface RedisCounterStatus {
 export class RedisCounterStore implements CounterStore {
   #redis: Redis;
   #prefix: string;
-  #hashKey: string | Buffer | undefined;
+  // Imported once: a raw key given to createHmac is imported again on every call, which was
+  // ~15% of a Redis-counted decision's CPU in a profile (several hashes per decision).
+  #hashKey: KeyObject | undefined;
   #breaker: CircuitBreaker;
   #onError: ((err: unknown) => void) | undefined;
   #failures = 0;
@@ -129,7 +131,12 @@ export class RedisCounterStore implements CounterStore {
 
   constructor(opts: RedisCounterOptions) {
     this.#prefix = opts.prefix ?? 'vigil:vel:';
-    this.#hashKey = opts.hashKey;
+    this.#hashKey =
+      opts.hashKey === undefined
+        ? undefined
+        : createSecretKey(
+            typeof opts.hashKey === 'string' ? Buffer.from(opts.hashKey, 'utf8') : opts.hashKey,
+          );
     this.#onError = opts.onError;
     this.#breaker = new CircuitBreaker({
       threshold: opts.failureThreshold ?? 5,
@@ -146,6 +153,9 @@ export class RedisCounterStore implements CounterStore {
       // Never give up: reconnect in the background with capped backoff.
       retryStrategy: (times) => Math.min(maxDelay, 25 * 2 ** Math.min(times, 10)),
       lazyConnect: false,
+      // Concurrent decisions' scripts leave in one write (one round trip per tick, not per
+      // decision); each is still its own EVALSHA, atomic and idempotent on its decision id.
+      enableAutoPipelining: true,
     });
     this.#redis.on('error', (err: unknown) => this.#onError?.(err));
     this.#redis.on('ready', () => {
