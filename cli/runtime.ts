@@ -23,7 +23,7 @@ import {
   type ClusterHandle,
   type InlineProxy,
 } from '../proxy/inline/index.ts';
-import { WORKER_INIT, isWorkerHello } from '../proxy/inline/worker.ts';
+import { PROXY_WORKER_ENTRY, WORKER_INIT, isWorkerHello } from '../proxy/inline/worker.ts';
 import { serveCount } from '../storage/counters/ipc.ts';
 import { createMetrics, type ApiMetrics } from '../proxy/metrics.ts';
 import { blacklistRoutes } from '../proxy/routes/blacklist.ts';
@@ -555,7 +555,8 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
       const init = { t: WORKER_INIT, routes };
       cluster = await runCluster({
         workers: proxyWorkers,
-        // A forked worker runs cli/main.ts again, which sends it to runProxyWorkerProcess.
+        exec: PROXY_WORKER_ENTRY,
+        // Only the primary runs here; the workers run PROXY_WORKER_ENTRY.
         worker: () => {},
         handleSignals: false,
         onMessage: (w, m) => {

@@ -1,6 +1,12 @@
 // The inline proxy's public surface for the composition root (cli/, proxy/server.ts).
 export { createInlineProxy, type InlineProxy, type InlineProxyOptions } from './server.ts';
-export { runCluster, workerCount, type ClusterHandle, type ClusterOptions } from './cluster.ts';
+export {
+  WORKER_NODE_FLAGS,
+  runCluster,
+  workerCount,
+  type ClusterHandle,
+  type ClusterOptions,
+} from './cluster.ts';
 export {
   DEFAULT_LIMITS,
   RoutesConfigError,

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
 import type { Config } from '../../config/config.ts';
@@ -198,7 +199,10 @@ export async function startProxyWorker(
   }
 }
 
-/** The body of a forked worker process (cli/main.ts calls it when cluster.isWorker). */
+/** The script to fork workers with (runCluster's `exec`). */
+export const PROXY_WORKER_ENTRY = fileURLToPath(new URL('./worker-entry.mjs', import.meta.url));
+
+/** The body of a forked worker process (worker-entry.mjs). */
 export async function runProxyWorkerProcess(config: Config): Promise<number> {
   try {
     await runCluster({
