@@ -190,7 +190,8 @@ const tooLarge = (cap: number) =>
   new IntegrationError('response_too_large', `the answer is larger than ${cap} bytes`);
 
 function decode(raw: Buffer, header: string | string[] | undefined, cap: number): Buffer {
-  if (header === undefined) return raw;
+  // An empty body (204, HEAD-like answers) has nothing to decode, whatever the header says.
+  if (header === undefined || raw.length === 0) return raw;
   const codings = (Array.isArray(header) ? header.join(',') : header)
     .split(',')
     .map((c) => c.trim().toLowerCase())

@@ -437,3 +437,39 @@ describe('the per-process cache', () => {
     }
   });
 });
+
+describe('auth headers', () => {
+  it.each([
+    [
+      { type: 'basic', username: 'svc', password: 'pw:1' },
+      (h: any) => h.authorization === `Basic ${Buffer.from('svc:pw:1').toString('base64')}`,
+    ],
+    [{ type: 'header', name: 'X-Api-Key', value: 'k-123' }, (h: any) => h['x-api-key'] === 'k-123'],
+    [{ type: 'none' }, (h: any) => h.authorization === undefined],
+  ])('%o reaches the server', async (auth, check) => {
+    expect((await integ.put('authed', doc({ auth }))).ok).toBe(true);
+    const r = await integ.callBackend({ integration: 'authed', backend_id: 'score', context: ctx });
+    expect(r).toMatchObject({ status: 'ok' });
+    expect(check(server.requests.at(-1)!.headers)).toBe(true);
+  });
+
+  it('hmac signs "{timestamp}.{raw body}" with SHA-256', async () => {
+    const { createHmac } = await import('node:crypto');
+    expect(
+      (
+        await integ.put(
+          'signed',
+          doc({ auth: { type: 'hmac', secret: 'whsec_1', header: 'X-Sig' } }),
+        )
+      ).ok,
+    ).toBe(true);
+    const r = await integ.callBackend({ integration: 'signed', backend_id: 'score', context: ctx });
+    expect(r).toMatchObject({ status: 'ok' });
+    const seen = server.requests.at(-1)!;
+    const ts = seen.headers['x-vigil-timestamp'] as string;
+    expect(Math.abs(Number(ts) - Date.now() / 1000)).toBeLessThan(5);
+    const want = createHmac('sha256', 'whsec_1').update(`${ts}.${seen.body}`).digest('hex');
+    expect(seen.headers['x-sig']).toBe(`sha256=${want}`);
+    expect(JSON.stringify(await integ.get('signed'))).not.toContain('whsec_1');
+  });
+});
