@@ -336,4 +336,8 @@ export function printApiBench(r: ApiBenchResult, log: (s: string) => void): void
       `  ratio Redis/anchor ${ratio(r.redis.max.rps, r.anchor.rps)} (target ≥ 0.35: ${r.pass.redis ? 'PASS' : 'FAIL'})`,
     );
   log(`  p99 at half max ≤ 5 ms: ${r.pass.p99 ? 'PASS' : 'FAIL'}`);
+  // Throughput ratios swing with whatever else the machine runs; CPU per request barely does.
+  log(
+    `  server CPU per request, anchor/Vigil (steadier on a shared machine): in-process ${ratio(r.anchor.cpu_us_per_req, r.memory.max.cpu_us_per_req)}${r.redis ? `, Redis ${ratio(r.anchor.cpu_us_per_req, r.redis.max.cpu_us_per_req)}` : ''}`,
+  );
 }
