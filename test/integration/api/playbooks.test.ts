@@ -256,3 +256,17 @@ describe('integration references', () => {
     ]);
   });
 });
+
+it('the OpenAPI document describes the playbook and case routes', async () => {
+  const res = await rt.app.inject({ method: 'GET', url: '/openapi.json' });
+  expect(res.statusCode).toBe(200);
+  const paths = Object.keys((JSON.parse(res.body) as { paths: Record<string, unknown> }).paths);
+  expect(paths).toEqual(
+    expect.arrayContaining([
+      '/api/admin/playbooks',
+      '/api/admin/playbooks/{name}',
+      '/api/cases',
+      '/api/cases/{workflow_id}',
+    ]),
+  );
+});
