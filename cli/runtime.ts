@@ -37,6 +37,7 @@ import { tokenRoutes } from '../proxy/routes/tokens.ts';
 import { integrationRoutes } from '../proxy/routes/integrations.ts';
 import { createIntegrations, type Integrations } from '../integrations/index.ts';
 import { parseRuleset, type RulesetDocument } from '../rulesets/schema.ts';
+import { PlaybookSchema } from '../rulesets/playbook.ts';
 import { BlacklistIndex } from '../storage/blacklist-index.ts';
 import { MemoryCounterStore } from '../storage/counters/memory.ts';
 import { RedisCounterStore } from '../storage/counters/redis.ts';
@@ -46,7 +47,7 @@ import { createEventSink } from '../storage/events/index.ts';
 import { requestEvent, requestKey } from '../storage/events/schemas.ts';
 import { SQLITE_FILE, openStore, type Store } from '../storage/store.ts';
 import { ADMIN_TOKEN_FILE } from './client.ts';
-import { startDemoOrigin } from './demo-origin.ts';
+import { startDemoDesk, startDemoOrigin } from './demo-origin.ts';
 import { startEmbeddedTemporal, type EmbeddedTemporal } from './embedded-temporal.ts';
 import { startWorkerRole } from './worker-role.ts';
 
@@ -464,6 +465,29 @@ async function seedSamples(store: Store, active: ActiveRulesets, dir: string): P
   log(`sample rulesets activated for contexts default, checkout, login (${dir})`);
 }
 
+/**
+ * Registers the demo desk integration (its port changes every start) and, once, the sample
+ * playbook that opens a ticket on it for risky checkouts.
+ */
+async function seedDemoDesk(rt: Runtime, deskUrl: string, examples: string): Promise<void> {
+  const read = (file: string) =>
+    JSON.parse(readFileSync(path.join(examples, file), 'utf8')) as Record<string, unknown>;
+  const put = await rt.integrations.put('demo-desk', {
+    ...read('integrations/demo-desk.json'),
+    base_url: deskUrl,
+  });
+  if (!put.ok) throw new Error(`demo-desk integration is invalid: ${JSON.stringify(put.issues)}`);
+  if (!(await rt.store.getPlaybook('review-default'))) {
+    const doc = read('playbooks/review-default.json');
+    const parsed = PlaybookSchema.safeParse(doc);
+    if (!parsed.success) throw new Error(`sample playbook is invalid: ${parsed.error.message}`);
+    await rt.store.putPlaybook({ name: 'review-default', document: parsed.data });
+  }
+  log(
+    `demo desk (risk score, tickets) on ${deskUrl}: integration 'demo-desk', playbook 'review-default'`,
+  );
+}
+
 function demoRoutes(originUrl: string): object {
   return {
     mode: 'active',
@@ -527,6 +551,14 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
       });
     },
   };
+  const demo = config.demo && roles.embedded;
+  let desk: { url: string; close(): Promise<void> } | undefined;
+  if (demo) {
+    // The demo's third party listens on loopback, which the egress guard refuses unless allowed.
+    desk = await startDemoDesk();
+    closers.push(() => desk!.close());
+    config = { ...config, egressAllow: [...config.egressAllow, new URL(desk.url).host] };
+  }
   const rt = await buildRuntime(config, {
     serveApi: roles.api,
     temporalAddress,
@@ -534,8 +566,10 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   });
   closers.unshift(() => rt.close());
   const root = path.resolve(import.meta.dirname, '..');
-  const demo = config.demo && roles.embedded;
-  if (demo) await seedSamples(rt.store, rt.active, path.join(root, 'examples/rulesets'));
+  if (demo) {
+    await seedSamples(rt.store, rt.active, path.join(root, 'examples/rulesets'));
+    await seedDemoDesk(rt, desk!.url, path.join(root, 'examples'));
+  }
 
   await rt.app.listen({ port: config.apiPort, host: config.host });
   log(
@@ -607,6 +641,9 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   if (demo) {
     log(
       `try: curl -s -X POST http://${config.host}:${config.proxyPort}/checkout/cart -H 'content-type: application/json' -d '{"amount":150000,"currency":"EUR","card_token":"tok_1"}'`,
+    );
+    log(
+      `then: the REVIEW opened a case (curl -s -H "authorization: Bearer $(cat ${path.join(config.dataDir, ADMIN_TOKEN_FILE)})" http://${config.host}:${config.apiPort}/api/cases) and a ticket (curl -s ${desk!.url}/tickets)`,
     );
   }
 
