@@ -10,11 +10,14 @@
 //
 // Loopback only, bounded in time (about 2 minutes with the defaults). The load comes from wrk
 // when it is installed (a C load generator costs the servers least CPU), else from an undici
-// load generator in its own process. Each server runs in its own process except Vigil's, which
-// runs in this one so a DecideFn can be passed in (runProxyBench({ decide })).
+// load generator in its own process. Every server runs in its own process, Vigil's too (like
+// the bare reference it is compared with), unless a DecideFn is passed in
+// (runProxyBench({ decide })): then Vigil runs in this one. The half-load runs put the same
+// request through direct and through each proxy at the same rate, POST /login through the
+// bare proxy too, so the monitored route's added latency has a reference on its own request.
 //
 //   node --experimental-strip-types bench/proxy.ts [--seconds 3] [--rounds 3] [--connections 32]
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -31,6 +34,8 @@ import { authzRoutes } from '../proxy/authz.ts';
 import { compileRoutesDocument } from '../proxy/inline/config.ts';
 import { createInlineProxy } from '../proxy/inline/server.ts';
 import { silentLogger, type DecideFn } from '../proxy/inline/types.ts';
+import { IpcCounterStore, serveCount } from '../storage/counters/ipc.ts';
+import { MemoryCounterStore } from '../storage/counters/memory.ts';
 
 const SELF = fileURLToPath(import.meta.url);
 const ORIGIN_BODY = 'hello from the origin\n';
@@ -488,7 +493,12 @@ export interface ProxyBenchResult {
     nginx_authz_vigil_vs_stub: number;
     vigil_passthrough_vs_nginx: number;
   };
-  added_p99_ms_at_half_load: { bare_reference: number; passthrough: number; monitored: number };
+  added_p99_ms_at_half_load: {
+    bare_reference: number;
+    bare_reference_post: number;
+    passthrough: number;
+    monitored: number;
+  };
   cpu_us_per_req: Record<string, number>;
   targets: Record<string, { value: number; target: string; ok: boolean }>;
 }
@@ -510,6 +520,24 @@ function medianRun(list: LoadFigures[], key: 'rps' | 'p99_ms' = 'rps'): LoadFigu
   const sorted = [...list].sort((a, b) => a[key] - b[key]);
   return sorted[Math.floor((sorted.length - 1) / 2)]!;
 }
+
+const BENCH_ROUTES = (originUrl: string) => ({
+  mode: 'active',
+  origins: { shop: originUrl },
+  session: { cookie: 'sid' },
+  routes: [
+    {
+      match: { method: 'POST', path: '/login' },
+      origin: 'shop',
+      context: 'login',
+      extract: {
+        '$.customer.email': { from: 'body', field: 'email' },
+        '$.device.fingerprint': { from: 'header', name: 'x-device-id' },
+      },
+    },
+    { match: { path: '/*' }, origin: 'shop' },
+  ],
+});
 
 const trivialDecide = (): DecideFn => {
   let n = 0;
@@ -537,33 +565,30 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
     const stub = await startChild('stub');
     cleanup.push(() => stopChild(stub));
 
-    const routes = {
-      mode: 'active',
-      origins: { shop: originUrl },
-      session: { cookie: 'sid' },
-      routes: [
-        {
-          match: { method: 'POST', path: '/login' },
-          origin: 'shop',
-          context: 'login',
-          extract: {
-            '$.customer.email': { from: 'body', field: 'email' },
-            '$.device.fingerprint': { from: 'header', name: 'x-device-id' },
-          },
-        },
-        { match: { path: '/*' }, origin: 'shop' },
-      ],
-    };
-    const vigil = createInlineProxy({
-      config: routes,
-      decide,
-      registry: new Registry(),
-      log: silentLogger,
-      watch: false,
-      sighup: false,
-    });
-    const vigilPort = (await vigil.listen(0, '127.0.0.1')).port;
-    cleanup.push(() => vigil.close(1_000));
+    const routes = BENCH_ROUTES(originUrl);
+    let vigilPort: number;
+    let vigilCpu: () => number;
+    if (opts.decide) {
+      const vigil = createInlineProxy({
+        config: routes,
+        decide,
+        registry: new Registry(),
+        log: silentLogger,
+        watch: false,
+        sighup: false,
+      });
+      vigilPort = (await vigil.listen(0, '127.0.0.1')).port;
+      cleanup.push(() => vigil.close(1_000));
+      vigilCpu = () => {
+        const u = process.cpuUsage();
+        return u.user + u.system;
+      };
+    } else {
+      const child = await startChild('vigil', originUrl);
+      cleanup.push(() => stopChild(child));
+      vigilPort = child.port;
+      vigilCpu = () => childCpuMicros(child.proc.pid);
+    }
 
     const api = Fastify({ logger: false });
     await authzRoutes(api, {
@@ -644,9 +669,9 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
     const scenarios: [string, LoadSpec, (() => number) | null][] = [
       ['direct GET', get(origin.port), originCpu],
       ['bare proxy GET', get(bare.port), bareCpu],
-      ['vigil pass-through GET', get(vigilPort), selfCpu],
+      ['vigil pass-through GET', get(vigilPort), vigilCpu],
       ['bare proxy POST /login', post(bare.port), bareCpu],
-      ['vigil monitored POST /login', post(vigilPort), selfCpu],
+      ['vigil monitored POST /login', post(vigilPort), vigilCpu],
       ['nginx proxy GET', get(nginxPlain.port), null],
       ['nginx+auth_request→stub', get(nginxStub.port), null],
       ['nginx+auth_request→vigil', get(nginxVigil.port), selfCpu],
@@ -698,6 +723,7 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
       ['bare proxy GET', get(bare.port), halfRates.get],
       ['vigil pass-through GET', get(vigilPort), halfRates.get],
       ['direct POST /login', post(origin.port), halfRates.post],
+      ['bare proxy POST /login', post(bare.port), halfRates.post],
       ['vigil monitored POST /login', post(vigilPort), halfRates.post],
     ];
     const halfSamples = new Map<string, LoadFigures[]>();
@@ -718,6 +744,9 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
     };
     const added = {
       bare_reference: r2(half['bare proxy GET']!.p99_ms - half['direct GET']!.p99_ms),
+      bare_reference_post: r2(
+        half['bare proxy POST /login']!.p99_ms - half['direct POST /login']!.p99_ms,
+      ),
       passthrough: r2(half['vigil pass-through GET']!.p99_ms - half['direct GET']!.p99_ms),
       monitored: r2(
         half['vigil monitored POST /login']!.p99_ms - half['direct POST /login']!.p99_ms,
@@ -769,6 +798,136 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
   }
 }
 
+// ───────────────────────────── counters across processes ─────────────────────────────
+// Where proxy workers without Redis count: in the primary over IPC (what ships), or in the shared
+// SQLite file (a counter table keyed by decision id, one write transaction per decision). Every
+// worker counts the same card (the hot key a card-testing attack makes), `concurrency` counts in
+// flight per worker; each figure is per count: its latency and the count rate of all workers.
+
+interface CounterFigures {
+  counts_per_s: number;
+  p50_ms: number;
+  p99_ms: number;
+  max_ms: number;
+  errors: number;
+}
+
+const COUNT_REQUEST = [
+  { field: '$.credential_fingerprint', value: 'tok_hot', windowsMs: [3_600_000], distinct: [] },
+];
+
+async function counterWorker(kind: string, seconds: number, concurrency: number, db: string) {
+  const lat: number[] = [];
+  let errors = 0;
+  let n = 0;
+  const id = () => `${process.pid}-${++n}`;
+  const start = performance.now();
+  const until = start + seconds * 1000;
+  if (kind === 'ipc') {
+    const store = new IpcCounterStore({ timeoutMs: 1_000 });
+    await Promise.all(
+      Array.from({ length: concurrency }, async () => {
+        while (performance.now() < until) {
+          const t0 = performance.now();
+          try {
+            await store.count(id(), Date.now(), COUNT_REQUEST, { record: true });
+          } catch {
+            errors++;
+          }
+          lat.push(performance.now() - t0);
+        }
+      }),
+    );
+    await store.close();
+  } else {
+    // better-sqlite3 is synchronous: one count at a time per process, however many wait.
+    const { default: Database } = await import('better-sqlite3');
+    const sql = new Database(db);
+    sql.pragma('journal_mode = WAL');
+    sql.pragma('synchronous = NORMAL');
+    sql.pragma('busy_timeout = 5000');
+    const insert = sql.prepare('INSERT OR IGNORE INTO counts (key, id, ts) VALUES (?, ?, ?)');
+    const count = sql.prepare('SELECT count(*) AS n FROM counts WHERE key = ? AND ts > ?');
+    const tx = sql.transaction((key: string, decision: string, now: number) => {
+      insert.run(key, decision, now);
+      return (count.get(key, now - 3_600_000) as { n: number }).n;
+    });
+    while (performance.now() < until) {
+      const t0 = performance.now();
+      try {
+        tx.immediate('tok_hot', id(), Date.now());
+      } catch {
+        errors++;
+      }
+      lat.push(performance.now() - t0);
+      // Let the loop breathe like a server would between requests.
+      if (n % 64 === 0) await sleep(0);
+    }
+    sql.close();
+  }
+  return { lat, errors, seconds: (performance.now() - start) / 1000 };
+}
+
+/** Both ways, with `workers` processes (default 2), `concurrency` counts in flight each. */
+export async function runCounterBench(
+  opts: { workers?: number; seconds?: number; concurrency?: number } = {},
+): Promise<Record<'ipc' | 'sqlite', CounterFigures>> {
+  const workers = opts.workers ?? 2;
+  const seconds = opts.seconds ?? 3;
+  const concurrency = opts.concurrency ?? 32;
+  const scratch = mkdtempSync(path.join(tmpdir(), 'vigil-bench-counters-'));
+  const db = path.join(scratch, 'counters.db');
+  try {
+    const { default: Database } = await import('better-sqlite3');
+    const init = new Database(db);
+    init.pragma('journal_mode = WAL');
+    init.exec(
+      'CREATE TABLE counts (key TEXT NOT NULL, id TEXT NOT NULL, ts INTEGER NOT NULL, ' +
+        'PRIMARY KEY (key, id)) WITHOUT ROWID; CREATE INDEX counts_key_ts ON counts (key, ts);',
+    );
+    init.close();
+    const out: Partial<Record<'ipc' | 'sqlite', CounterFigures>> = {};
+    for (const kind of ['ipc', 'sqlite'] as const) {
+      const primary = new MemoryCounterStore();
+      const results = await Promise.all(
+        Array.from({ length: workers }, () => {
+          const child = fork(
+            SELF,
+            ['--role', 'counter', kind, String(seconds), String(concurrency), db],
+            { execArgv: process.execArgv, stdio: ['ignore', 'pipe', 'inherit', 'ipc'] },
+          );
+          child.on('message', (m: unknown) =>
+            serveCount(primary, { send: (r) => child.send(r as object) }, m),
+          );
+          return new Promise<{ lat: number[]; errors: number; seconds: number }>(
+            (resolve, reject) => {
+              let text = '';
+              child.stdout!.on('data', (c: Buffer) => (text += c.toString()));
+              child.once('exit', (code) =>
+                code === 0
+                  ? resolve(JSON.parse(text) as { lat: number[]; errors: number; seconds: number })
+                  : reject(new Error(`counter worker exited with ${code}`)),
+              );
+            },
+          );
+        }),
+      );
+      const lat = results.flatMap((r) => r.lat);
+      const f = summarize(lat, Math.max(...results.map((r) => r.seconds)), 0, 0);
+      out[kind] = {
+        counts_per_s: f.rps,
+        p50_ms: f.p50_ms,
+        p99_ms: f.p99_ms,
+        max_ms: f.max_ms,
+        errors: results.reduce((a, r) => a + r.errors, 0),
+      };
+    }
+    return out as Record<'ipc' | 'sqlite', CounterFigures>;
+  } finally {
+    rmSync(scratch, { recursive: true, force: true });
+  }
+}
+
 // ───────────────────────────── entry ─────────────────────────────
 
 function arg(name: string): string | undefined {
@@ -777,6 +936,14 @@ function arg(name: string): string | undefined {
 }
 
 async function serveRole(role: string): Promise<void> {
+  if (role === 'counter') {
+    const at = process.argv.indexOf(role);
+    const [kind = 'ipc', seconds = '3', concurrency = '32', db = ''] = process.argv.slice(at + 1);
+    const r = await counterWorker(kind, Number(seconds), Number(concurrency), db);
+    process.stdout.write(`${JSON.stringify(r)}\n`);
+    process.disconnect?.();
+    return;
+  }
   if (role === 'load' || role === 'open') {
     const spec = JSON.parse(process.argv[process.argv.indexOf(role) + 1]!) as LoadSpec & {
       rps: number;
@@ -786,7 +953,21 @@ async function serveRole(role: string): Promise<void> {
     return;
   }
   const target = process.argv[process.argv.indexOf(role) + 1] ?? '';
-  const server = role === 'origin' ? runOrigin() : role === 'stub' ? runStub() : runBare(target);
+  const server =
+    role === 'origin'
+      ? runOrigin()
+      : role === 'stub'
+        ? runStub()
+        : role === 'vigil'
+          ? createInlineProxy({
+              config: BENCH_ROUTES(target),
+              decide: trivialDecide(),
+              registry: new Registry(),
+              log: silentLogger,
+              watch: false,
+              sighup: false,
+            }).server
+          : runBare(target);
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
@@ -800,6 +981,13 @@ if (process.argv[1] && path.resolve(process.argv[1]) === SELF) {
   const role = arg('role');
   if (role) {
     await serveRole(role);
+  } else if (process.argv.includes('--counters')) {
+    const r = await runCounterBench({
+      workers: Number(arg('workers') ?? 2),
+      seconds: Number(arg('seconds') ?? 3),
+      concurrency: Number(arg('concurrency') ?? 32),
+    });
+    process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
   } else {
     const result = await runProxyBench({
       seconds: Number(arg('seconds') ?? 3),

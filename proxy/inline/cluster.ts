@@ -55,8 +55,7 @@ export interface ClusterHandle {
  * A worker's young generation is kept at 1 MB per semi-space (V8's default grows it to 16 MB).
  * A streamed body arrives as one fresh buffer per socket read, dead as soon as it is written on;
  * those die young and are freed at the next scavenge, which with a large young generation comes
- * only after some 64 MB of them have piled up (V8's external-memory trigger). Small scavenges
- * are also short (well under a millisecond), which the monitored route's tail latency likes.
+ * only after some 64 MB of them have piled up (V8's external-memory trigger).
  */
 export const WORKER_NODE_FLAGS: readonly string[] = ['--max-semi-space-size=1'];
 
