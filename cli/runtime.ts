@@ -127,6 +127,7 @@ export async function buildRuntime(
     health?: HealthCheck[] | undefined;
   },
 ): Promise<Runtime> {
+  // Closed last-in first-out (see close() below).
   const closers: (() => Promise<void> | void)[] = [];
   const metrics = createMetrics();
   const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
@@ -168,8 +169,9 @@ export async function buildRuntime(
     store,
     logWriter ? { writer: logWriter } : {},
   );
-  closers.push(() => decisionLog.close());
+  // Closed in reverse: the log flushes into the writer, then the writer, later the store.
   if (logWriter) closers.push(() => logWriter.close());
+  closers.push(() => decisionLog.close());
   // Kafka with KAFKA_BROKERS, else the local NDJSON file; a bounded buffer either way, so a
   // slow or absent broker never slows a decision (drops are counted).
   const events = createEventSink({
@@ -425,7 +427,8 @@ export async function buildRuntime(
       }),
     ],
   });
-  closers.unshift(() => app.close());
+  // Last in, first closed: no request arrives while the log, the sink and the store close.
+  closers.push(() => app.close());
 
   return {
     config,
@@ -438,7 +441,8 @@ export async function buildRuntime(
     log: decisionLog,
     integrations,
     close: async () => {
-      for (const close of closers) {
+      // In reverse order of opening: the store is closed after everything that writes to it.
+      for (const close of closers.reverse()) {
         try {
           await close();
         } catch (err) {
