@@ -7,7 +7,8 @@
 //   listed (its successor is the same case, or the session's next case), so no case appears
 //   twice because it continued as new.
 // - `status` comes from the `case_status` memo the workflow keeps current (open, escalated,
-//   resolved, closed): a list needs no query per case and no worker.
+//   resolved, closed): a list needs no query per case and no worker. A running case whose
+//   first workflow task has not run yet has no memo; it is open.
 // - `status=open`: running and not resolved (escalated cases are open). `status=resolved`:
 //   resolved, still running its on_resolution steps or completed. No status: every case.
 import { createHmac, timingSafeEqual } from 'node:crypto';
@@ -152,11 +153,15 @@ export function temporalCases(temporal: TemporalClients, opts: { cursorKey: Buff
         pages += 1;
         const seen = new Set(cases.map((c) => c.workflow_id));
         for (const e of res.executions ?? []) {
+          const execution = EXECUTION_STATUS[e.status ?? 0] ?? 'unknown';
+          const memo = memoStatus(e.memo?.fields);
           const summary: CaseSummary = {
             workflow_id: e.execution?.workflowId ?? '',
             run_id: e.execution?.runId ?? '',
-            status: memoStatus(e.memo?.fields),
-            execution_status: EXECUTION_STATUS[e.status ?? 0] ?? 'unknown',
+            // The memo is written by the case's first workflow task: a case the worker has not
+            // reached yet (a backlog after an outage, a busy worker) is running and open.
+            status: memo === 'unknown' && execution === 'running' ? 'open' : memo,
+            execution_status: execution,
             started_at: isoOf(e.startTime),
             closed_at: isoOf(e.closeTime),
           };

@@ -397,6 +397,37 @@ describe('the list', () => {
     expect(all).toEqual(expect.arrayContaining([workflowId, `session-sess_a_${tag}`]));
     expect((await listIds('?status=open')).filter((id) => id === workflowId)).toHaveLength(1);
   });
+  it('lists a case no worker has reached yet (no status memo) as open', async () => {
+    // Regression: on a busy worker most new cases had no memo yet and the open list hid them.
+    const workflowId = `session-unpolled_${tag}`;
+    await handOffDecision(
+      client,
+      {
+        decision_id: `dec_unpolled_${tag}`,
+        decision: 'REVIEW',
+        context: 'checkout',
+        ruleset_id: null,
+        occurred_at: new Date().toISOString(),
+        session: `unpolled_${tag}`,
+        context_data: {},
+      },
+      { taskQueue: `nobody-polls-${tag}` },
+    );
+    try {
+      const row = await until(
+        'visibility to list the unpolled case',
+        async () => {
+          const r = await call('GET', '/api/cases?status=open&limit=100');
+          return r.body.cases.find((c: { workflow_id: string }) => c.workflow_id === workflowId);
+        },
+        30_000,
+        200,
+      );
+      expect(row).toMatchObject({ status: 'open', execution_status: 'running' });
+    } finally {
+      await client.workflow.getHandle(workflowId).terminate('test cleanup');
+    }
+  });
 });
 
 describe('Temporal unreachable', () => {
