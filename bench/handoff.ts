@@ -1,0 +1,356 @@
+// The handoff's cost on the answer path and the case pipeline's rate (the workflows issue).
+// One `vigil start` process (API + worker role + outbox relay, embedded store) against a real
+// Temporal dev server (TEMPORAL_ADDRESS, or a dev server of its own from the built CLI). The
+// same open-loop load of POST /api/decisions runs twice in one run: 0% REVIEW (the anchor:
+// nothing is handed off) and 10% REVIEW (every tenth decision writes the outbox and opens a
+// case in the same process). Target: p99 with 10% REVIEW ≤ 1.2× p99 with 0%.
+// Then every case is resolved through the API and the rate at which cases complete on the dev
+// server is reported (no target: it is the dev server's, not production's).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, Connection } from '@temporalio/client';
+import { request } from 'undici';
+import { startEmbeddedTemporal } from '../cli/embedded-temporal.ts';
+import { loadConfig } from '../config/config.ts';
+import { CASE_WORKFLOW } from '../workflows/contracts.ts';
+import { openLoop, ratio, type LoadResult, type LoadTarget } from './load.ts';
+
+const root = path.resolve(import.meta.dirname, '..');
+const TOKEN = 'vgl_bench_handoff_token_0123456789abcdef';
+const P99_TARGET = 1.2;
+
+export interface HandoffBenchOptions {
+  /** Decisions per second in both phases. */
+  rps?: number;
+  seconds?: number;
+  /** An existing Temporal; default: a dev server of the bench's own. */
+  temporalAddress?: string | undefined;
+  /** Cases resolved at once in the completion phase. */
+  resolveConcurrency?: number;
+}
+
+export interface HandoffBenchResult {
+  temporal: string;
+  rps: number;
+  seconds: number;
+  review0: LoadResult;
+  review10: LoadResult;
+  p99_ratio: number;
+  pass: boolean;
+  cases: {
+    expected: number;
+    opened: number;
+    /** From the start of the 10% phase until visibility lists every case. */
+    open_seconds: number;
+    /** After the last REVIEW was answered, until its case existed. */
+    open_lag_seconds: number;
+    /** Cases of the 10% phase the open list returned. */
+    listed: number;
+    resolved: number;
+    /** Case queries that missed their deadline (503) and were tried again. */
+    query_failures: number;
+    resolve_failures: number;
+    completed: number;
+    complete_seconds: number;
+    completed_per_s: number;
+  };
+}
+
+const RULESET = {
+  name: 'handoff bench',
+  context: 'checkout',
+  rules: [
+    {
+      id: 'vip',
+      type: 'condition',
+      action: 'ALLOW',
+      condition: { in: { path: '$.customer.id', values: ['cus_vip1'] } },
+    },
+    {
+      id: 'card-velocity',
+      type: 'condition',
+      action: 'BLOCK',
+      condition: { velocity: { field: '$.credential_fingerprint', window: '1h', gt: 100_000 } },
+    },
+    {
+      id: 'big',
+      type: 'condition',
+      action: 'REVIEW',
+      condition: { gte: { path: '$.transaction.amount', value: 100_000 } },
+    },
+  ],
+};
+
+const PLAYBOOK = {
+  on: { decision: ['REVIEW'] },
+  steps: [{ wait_for_resolution: { timeout: '72h' } }],
+};
+
+/** Decision `i` of a phase; with `reviewEvery`, every n-th one is a REVIEW with its own session. */
+function body(phase: string, reviewEvery: number | undefined) {
+  return (i: number) => {
+    const review = reviewEvery !== undefined && i % reviewEvery === 0;
+    return JSON.stringify({
+      context: 'checkout',
+      transaction: {
+        reference: `ord_${phase}_${i}`,
+        amount: review ? 150_000 : 1_000 + (i % 5000),
+      },
+      credential: {
+        type: 'masked_pan',
+        bin: '411111',
+        last4: String(1000 + (i % 9000)).slice(-4),
+        expiry: '12/29',
+      },
+      customer: { id: `cus_${i % 1000}` },
+      device: { ip: `203.0.113.${i % 250}`, session: `hb_${phase}_${i}` },
+    });
+  };
+}
+
+async function freePort(): Promise<number> {
+  const s = http.createServer();
+  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address() as AddressInfo;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+async function api(base: string, method: string, url: string, payload?: unknown) {
+  const res = await request(`${base}${url}`, {
+    method: method as 'GET',
+    headers: {
+      authorization: `Bearer ${TOKEN}`,
+      ...(payload === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(payload === undefined ? {} : { body: JSON.stringify(payload) }),
+  });
+  const text = await res.body.text();
+  return { status: res.statusCode, body: text ? (JSON.parse(text) as Record<string, any>) : {} };
+}
+
+/** Set when the vigil process ends before the bench stops it: every wait gives up at once. */
+let died: string | undefined;
+
+async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs: number) {
+  const end = Date.now() + timeoutMs;
+  while (!(await probe().catch(() => false))) {
+    if (died) throw new Error(`waiting for ${what}: ${died}`);
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await sleep(100);
+  }
+}
+
+export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<HandoffBenchResult> {
+  const rps = opts.rps ?? 100;
+  const seconds = opts.seconds ?? 10;
+  const dir = mkdtempSync(path.join(tmpdir(), 'vigil-bench-handoff-'));
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    let address = opts.temporalAddress ?? process.env.TEMPORAL_ADDRESS;
+    if (!address) {
+      const embedded = await startEmbeddedTemporal({
+        bin: loadConfig(process.env).temporalBin,
+        dataDir: path.join(dir, 'temporal'),
+        log: () => {},
+      });
+      closers.unshift(() => embedded.stop());
+      address = embedded.address;
+    }
+    const connection = await Connection.connect({ address });
+    closers.unshift(() => connection.close());
+    const client = new Client({ connection, namespace: 'default' });
+
+    const port = await freePort();
+    const base = `http://127.0.0.1:${port}`;
+    const child: ChildProcess = spawn(
+      process.execPath,
+      ['--no-warnings', path.join(root, 'cli/main.ts'), 'start'],
+      {
+        env: {
+          ...process.env,
+          TEMPORAL_ADDRESS: address,
+          API_PORT: String(port),
+          PORT: String(await freePort()),
+          VIGIL_DATA_DIR: path.join(dir, 'data'),
+          VIGIL_ADMIN_TOKEN: TOKEN,
+          VIGIL_DEMO: '0',
+          VIGIL_CONFIG: '',
+          VIGIL_LOG_LEVEL: 'warn',
+          KAFKA_BROKERS: '',
+          REDIS_URL: '',
+          DATABASE_URL: '',
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    died = undefined;
+    let tail = '';
+    const keep = (b: Buffer) => (tail = (tail + b.toString()).slice(-4000));
+    child.stdout?.on('data', keep);
+    child.stderr?.on('data', keep);
+    let stopping = false;
+    child.once('exit', (code, signal) => {
+      if (!stopping) died = `vigil start exited (${signal ?? code}); its last output:\n${tail}`;
+    });
+    closers.unshift(async () => {
+      stopping = true;
+      child.kill('SIGTERM');
+      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+    });
+    await waitFor(
+      'vigil start to serve /api',
+      async () => (await api(base, 'GET', '/readyz')).status === 200,
+      60_000,
+    );
+    const rs = await api(base, 'POST', '/api/admin/rulesets', RULESET);
+    if (rs.status !== 201) throw new Error(`ruleset upload failed: ${JSON.stringify(rs.body)}`);
+    await api(base, 'POST', `/api/admin/rulesets/${rs.body.id as string}/activate`);
+    const pb = await api(base, 'PUT', '/api/admin/playbooks/hold', PLAYBOOK);
+    if (pb.status !== 201) throw new Error(`playbook upload failed: ${JSON.stringify(pb.body)}`);
+
+    const run = Date.now().toString(36);
+    const target = (phase: string, reviewEvery?: number): LoadTarget => ({
+      url: base,
+      method: 'POST',
+      path: '/api/decisions',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${TOKEN}` },
+      body: body(`${run}${phase}`, reviewEvery),
+    });
+    // Warm-up (JIT, connections, SQLite pages), one case too so the worker's bundle is loaded.
+    await openLoop(target('w', 1000), rps, 2);
+    await waitFor(
+      'the warm-up case to open',
+      async () => {
+        await client.workflow.getHandle(`session-hb_${run}w_0`).describe();
+        return true;
+      },
+      60_000,
+    );
+    const countCases = async (extra = '') =>
+      (await client.workflow.count(`WorkflowType = '${CASE_WORKFLOW}'${extra}`)).count;
+    const before = await countCases();
+
+    const review0 = await openLoop(target('a'), rps, seconds);
+    const phaseStart = performance.now();
+    const review10 = await openLoop(target('b', 10), rps, seconds);
+    const phaseEnd = performance.now();
+
+    const expected = Math.ceil((rps * seconds) / 10);
+    let opened = 0;
+    await waitFor(
+      `${expected} cases to open`,
+      async () => {
+        opened = (await countCases()) - before;
+        return opened >= expected;
+      },
+      300_000,
+    );
+    const openedAt = performance.now();
+
+    // Resolve every case of the 10% phase through the API, as analysts would.
+    const ids: string[] = [];
+    let cursor: string | null = null;
+    do {
+      const page = await api(
+        base,
+        'GET',
+        `/api/cases?status=open&limit=100${cursor ? `&cursor=${cursor}` : ''}`,
+      );
+      if (page.status !== 200) throw new Error(`case list failed: ${JSON.stringify(page.body)}`);
+      for (const c of page.body.cases as { workflow_id: string }[]) {
+        if (c.workflow_id.startsWith(`session-hb_${run}b_`)) ids.push(c.workflow_id);
+      }
+      cursor = page.body.next_cursor as string | null;
+    } while (cursor);
+    const completedBefore = await countCases(` AND ExecutionStatus = 'Completed'`);
+    const t0 = performance.now();
+    let resolved = 0;
+    let queryFailures = 0;
+    let resolveFailures = 0;
+    const queue = [...ids];
+    await Promise.all(
+      Array.from({ length: opts.resolveConcurrency ?? 16 }, async () => {
+        for (let id = queue.pop(); id; id = queue.pop()) {
+          // The case query runs on the worker: on a busy machine it can miss its deadline (503).
+          let decisionId: string | undefined;
+          for (let attempt = 0; attempt < 5 && !decisionId; attempt++) {
+            const c = await api(base, 'GET', `/api/cases/${id}`);
+            if (c.status === 200) decisionId = c.body.opened_by as string;
+            else queryFailures++;
+          }
+          const r = decisionId
+            ? await api(base, 'POST', `/api/decisions/${decisionId}/resolve`, {
+                resolution: 'accept',
+              })
+            : undefined;
+          if (r?.status === 200) resolved++;
+          else resolveFailures++;
+        }
+      }),
+    );
+    let completed = 0;
+    await waitFor(
+      `${resolved} cases to complete`,
+      async () => {
+        completed = (await countCases(` AND ExecutionStatus = 'Completed'`)) - completedBefore;
+        return completed >= resolved;
+      },
+      300_000,
+    );
+    const completeSeconds = (performance.now() - t0) / 1000;
+
+    const p99Ratio = review10.p99_ms / review0.p99_ms;
+    return {
+      temporal: opts.temporalAddress || process.env.TEMPORAL_ADDRESS ? address : 'own dev server',
+      rps,
+      seconds,
+      review0,
+      review10,
+      p99_ratio: Math.round(p99Ratio * 100) / 100,
+      pass: p99Ratio <= P99_TARGET,
+      cases: {
+        expected,
+        opened,
+        open_seconds: Math.round((openedAt - phaseStart) / 10) / 100,
+        open_lag_seconds: Math.round(Math.max(0, openedAt - phaseEnd) / 10) / 100,
+        listed: ids.length,
+        resolved,
+        query_failures: queryFailures,
+        resolve_failures: resolveFailures,
+        completed,
+        complete_seconds: Math.round(completeSeconds * 100) / 100,
+        completed_per_s: Math.round((completed / completeSeconds) * 10) / 10,
+      },
+    };
+  } finally {
+    for (const close of closers) await close().catch(() => {});
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+export function printHandoffBench(r: HandoffBenchResult, log: (s: string) => void): void {
+  const line = (name: string, x: LoadResult) =>
+    `  ${name.padEnd(30)} ${String(x.rps).padStart(5)} req/s  p50 ${x.p50_ms} ms  p90 ${x.p90_ms} ms  p99 ${x.p99_ms} ms  max ${x.max_ms} ms  errors ${x.errors}`;
+  log(
+    `POST /api/decisions at ${r.rps}/s for ${r.seconds} s, vigil start (API + worker + relay), Temporal: ${r.temporal}`,
+  );
+  log(line('0% REVIEW (anchor)', r.review0));
+  log(line('10% REVIEW (handed off)', r.review10));
+  log(
+    `  p99 ratio 10%/0% ${ratio(r.review10.p99_ms, r.review0.p99_ms)} (target ≤ ${P99_TARGET}: ${r.pass ? 'PASS' : 'FAIL'})`,
+  );
+  const c = r.cases;
+  log(
+    `  cases opened ${c.opened}/${c.expected} within ${c.open_seconds} s of the phase start (${c.open_lag_seconds} s after its last answer)`,
+  );
+  log(
+    `  cases listed open ${c.listed}, resolved through the API ${c.resolved} (${c.resolve_failures} failed, ${c.query_failures} case queries retried), completed ${c.completed} in ${c.complete_seconds} s: ${c.completed_per_s} cases/s on the dev server`,
+  );
+}
