@@ -193,6 +193,8 @@ export class Backends implements BackendCaller {
         { integration: slug, backend: backendId, status: 'error' },
         latency_ms / 1000,
       );
+      // Abandoned calls are the engine's choice, not the backend's failure: not counted.
+      if (e.code === 'aborted') return { status: 'error', error: e.code, latency_ms };
       return this.#fail(slug, backendId, e.code, latency_ms);
     }
   }
