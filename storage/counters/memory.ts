@@ -5,11 +5,17 @@
 //
 // Memory is bounded: history older than the longest window ever asked for a value is pruned as
 // the value is touched; values idle past that are swept from the cold end of the LRU; beyond
-// `maxKeys` values or `maxEvents` stored times in all, the least recently used values are
-// evicted whole (their counts restart from zero, an undercount that fails open); one value keeps
-// at most `maxEventsPerKey` times (older ones dropped: its count saturates there).
+// `maxKeys` keys or `maxEvents` stored times in all, the least recently used values are evicted
+// whole (their counts restart from zero, an undercount that fails open); one value keeps at most
+// `maxEventsPerKey` times (older ones dropped: its count saturates there).
+//
+// This runs once per decision on the answer path, so it is built to allocate little: values are
+// found through a map per field (no key strings built per call), recency is an intrusive list
+// (no Map delete/re-insert per touch, which made V8 rehash the big map over and over), the
+// distinct values of a (field, value) hang off its series, and a decision's requests are used as
+// they come when they are already one per value with sorted windows (the compiled ruleset's are).
 import type { CounterRequest, CounterStore, Counts } from '../../rulesets/ports.ts';
-import { CountsMap, normalizeRequests } from './counts.ts';
+import { normalizeRequests } from './counts.ts';
 
 export interface MemoryCounterOptions {
   /** Default 100,000 (field, value) and (field, value, distinct path) keys. */
@@ -20,26 +26,37 @@ export interface MemoryCounterOptions {
   maxEventsPerKey?: number;
 }
 
+interface Distinct {
+  /** distinct value → last time seen. */
+  last: Map<string, number>;
+  /** No value's time is below this: pruning and counting skip the scan when a window covers it. */
+  oldest: number;
+}
+
 interface Series {
-  kind: 'series';
+  field: string;
+  value: string;
   /** times[head..] ascending, ids aligned; the dead prefix is compacted now and then. */
   times: number[];
   ids: string[];
   head: number;
   seen: Set<string>;
+  /** By distinct path. */
+  distinct: Map<string, Distinct> | undefined;
   retainMs: number;
   lastMs: number;
+  /** The LRU list: `older` toward the cold end. */
+  older: Series | undefined;
+  newer: Series | undefined;
 }
 
-interface Distinct {
-  kind: 'distinct';
-  /** distinct value → last time seen. */
-  last: Map<string, number>;
-  retainMs: number;
-  lastMs: number;
+/** A decision's request for one value, windows ascending and unique, one entry per distinct path. */
+interface Request {
+  field: string;
+  value: string;
+  windowsMs: readonly number[];
+  distinct: readonly { path: string; value: string | undefined; windowsMs: readonly number[] }[];
 }
-
-type Entry = Series | Distinct;
 
 const SWEEP_PER_CALL = 2;
 
@@ -47,8 +64,11 @@ export class MemoryCounterStore implements CounterStore {
   #maxKeys: number;
   #maxEvents: number;
   #maxPerKey: number;
-  /** Insertion order is recency order: touched keys are moved to the end. */
-  #entries = new Map<string, Entry>();
+  #byField = new Map<string, Map<string, Series>>();
+  /** Cold end and hot end of the recency list. */
+  #coldest: Series | undefined;
+  #hottest: Series | undefined;
+  #keys = 0;
   #events = 0;
   #evicted = 0;
 
@@ -73,63 +93,85 @@ export class MemoryCounterStore implements CounterStore {
     nowMs: number,
     requests: readonly CounterRequest[],
     opts: { record: boolean },
-  ): CountsMap {
-    const counts = new CountsMap();
+  ): Counts {
+    const counts = new FlatCounts();
     const record = opts.record;
-    for (const req of normalizeRequests(requests)) {
-      const sKey = `s\u0000${req.field}\u0000${req.value}`;
-      let s = this.#touch(sKey) as Series | undefined;
-      if (!s && record) {
+    const reqs: readonly Request[] = alreadyNormal(requests)
+      ? requests
+      : normalizeRequests(requests);
+    for (let r = 0; r < reqs.length; r++) {
+      const req = reqs[r]!;
+      const retainMs = retainOf(req);
+      let values = this.#byField.get(req.field);
+      let s = values?.get(req.value);
+      if (s) this.#touch(s);
+      else if (record) {
+        if (!values) {
+          values = new Map();
+          this.#byField.set(req.field, values);
+        }
         s = {
-          kind: 'series',
+          field: req.field,
+          value: req.value,
           times: [],
           ids: [],
           head: 0,
           seen: new Set(),
+          distinct: undefined,
           retainMs: 0,
           lastMs: nowMs,
+          older: undefined,
+          newer: undefined,
         };
-        this.#entries.set(sKey, s);
+        values.set(req.value, s);
+        this.#keys++;
+        this.#link(s);
       }
       const fresh = !s || !s.seen.has(decisionId);
       if (record && s) {
-        s.retainMs = Math.max(s.retainMs, req.retainMs);
-        s.lastMs = Math.max(s.lastMs, nowMs);
+        if (retainMs > s.retainMs) s.retainMs = retainMs;
+        if (nowMs > s.lastMs) s.lastMs = nowMs;
         if (fresh) this.#insert(s, nowMs, decisionId);
         this.#prune(s, nowMs - s.retainMs);
       }
-      for (const w of req.windowsMs) {
+      const ws = req.windowsMs;
+      for (let i = 0; i < ws.length; i++) {
+        const w = ws[i]!;
         let n = s ? countAfter(s, nowMs - w) : 0;
         if (!record && fresh) n++;
-        counts.set(req.field, req.value, w, undefined, n);
+        counts.add(req.field, req.value, w, undefined, n);
       }
-      for (const d of req.distinct) {
-        const dKey = `d\u0000${req.field}\u0000${req.value}\u0000${d.path}`;
-        let ds = this.#touch(dKey) as Distinct | undefined;
+      for (let k = 0; k < req.distinct.length; k++) {
+        const d = req.distinct[k]!;
+        let ds = s?.distinct?.get(d.path);
         // A retried decision does not move its distinct value's time: it keeps its first.
-        if (record && fresh && d.value !== undefined) {
+        if (record && fresh && d.value !== undefined && s) {
           if (!ds) {
-            ds = { kind: 'distinct', last: new Map(), retainMs: 0, lastMs: nowMs };
-            this.#entries.set(dKey, ds);
+            ds = { last: new Map(), oldest: nowMs };
+            (s.distinct ??= new Map()).set(d.path, ds);
+            this.#keys++;
           }
           const prev = ds.last.get(d.value);
-          if (prev === undefined) this.#events++;
-          if (prev === undefined || prev < nowMs) ds.last.set(d.value, nowMs);
+          if (prev === undefined) {
+            this.#events++;
+            ds.last.set(d.value, nowMs);
+            if (nowMs < ds.oldest) ds.oldest = nowMs;
+          } else if (prev < nowMs) ds.last.set(d.value, nowMs);
         }
-        if (record && ds) {
-          ds.retainMs = Math.max(ds.retainMs, req.retainMs);
-          ds.lastMs = Math.max(ds.lastMs, nowMs);
-          this.#pruneDistinct(ds, nowMs - ds.retainMs);
-        }
-        for (const w of d.windowsMs) {
+        if (record && ds) this.#pruneDistinct(ds, nowMs - s!.retainMs);
+        for (let i = 0; i < d.windowsMs.length; i++) {
+          const w = d.windowsMs[i]!;
           const cutoff = nowMs - w;
           let n = 0;
-          if (ds) for (const t of ds.last.values()) if (t > cutoff) n++;
+          if (ds) {
+            if (ds.oldest > cutoff) n = ds.last.size;
+            else for (const t of ds.last.values()) if (t > cutoff) n++;
+          }
           if (!record && fresh && d.value !== undefined) {
             const t = ds?.last.get(d.value);
             if (t === undefined || t <= cutoff) n++;
           }
-          counts.set(req.field, req.value, w, d.path, n);
+          counts.add(req.field, req.value, w, d.path, n);
         }
       }
     }
@@ -139,22 +181,48 @@ export class MemoryCounterStore implements CounterStore {
 
   /** Keys and stored times right now, and keys evicted so far (for metrics). */
   stats(): { keys: number; events: number; evicted: number } {
-    return { keys: this.#entries.size, events: this.#events, evicted: this.#evicted };
+    return { keys: this.#keys, events: this.#events, evicted: this.#evicted };
   }
 
   close(): Promise<void> {
-    this.#entries.clear();
+    this.#byField.clear();
+    this.#coldest = this.#hottest = undefined;
+    this.#keys = 0;
     this.#events = 0;
     return Promise.resolve();
   }
 
-  #touch(key: string): Entry | undefined {
-    const e = this.#entries.get(key);
-    if (e) {
-      this.#entries.delete(key);
-      this.#entries.set(key, e);
-    }
-    return e;
+  #link(s: Series): void {
+    s.older = this.#hottest;
+    s.newer = undefined;
+    if (this.#hottest) this.#hottest.newer = s;
+    else this.#coldest = s;
+    this.#hottest = s;
+  }
+
+  #unlink(s: Series): void {
+    if (s.older) s.older.newer = s.newer;
+    else this.#coldest = s.newer;
+    if (s.newer) s.newer.older = s.older;
+    else this.#hottest = s.older;
+    s.older = s.newer = undefined;
+  }
+
+  #touch(s: Series): void {
+    if (this.#hottest === s) return;
+    this.#unlink(s);
+    this.#link(s);
+  }
+
+  #remove(s: Series): void {
+    this.#unlink(s);
+    const values = this.#byField.get(s.field);
+    values?.delete(s.value);
+    if (values?.size === 0) this.#byField.delete(s.field);
+    this.#keys -= 1 + (s.distinct?.size ?? 0);
+    let events = s.times.length - s.head;
+    if (s.distinct) for (const ds of s.distinct.values()) events += ds.last.size;
+    this.#events -= events;
   }
 
   #insert(s: Series, t: number, id: string): void {
@@ -191,36 +259,98 @@ export class MemoryCounterStore implements CounterStore {
   }
 
   #pruneDistinct(ds: Distinct, cutoff: number): void {
+    if (ds.oldest > cutoff) return;
+    let oldest = Infinity;
     for (const [v, t] of ds.last) {
       if (t <= cutoff) {
         ds.last.delete(v);
         this.#events--;
-      }
+      } else if (t < oldest) oldest = t;
     }
+    ds.oldest = oldest;
   }
 
-  #size(e: Entry): number {
-    return e.kind === 'series' ? e.times.length - e.head : e.last.size;
-  }
-
-  /** Sweeps idle keys from the cold end, then evicts least recently used keys over the limits. */
+  /** Sweeps idle values from the cold end, then evicts least recently used values over the limits. */
   #bound(nowMs: number): void {
-    let swept = 0;
-    for (const [key, e] of this.#entries) {
-      if (swept++ >= SWEEP_PER_CALL) break;
-      if (e.lastMs + e.retainMs > nowMs) break;
-      this.#entries.delete(key);
-      this.#events -= this.#size(e);
+    for (let swept = 0; swept < SWEEP_PER_CALL; swept++) {
+      const s = this.#coldest;
+      if (!s || s.lastMs + s.retainMs > nowMs) break;
+      this.#remove(s);
     }
-    while (this.#entries.size > this.#maxKeys || this.#events > this.#maxEvents) {
-      const first = this.#entries.entries().next();
-      if (first.done || this.#entries.size === 1) break;
-      const [key, e] = first.value;
-      this.#entries.delete(key);
-      this.#events -= this.#size(e);
-      this.#evicted++;
+    while (this.#keys > this.#maxKeys || this.#events > this.#maxEvents) {
+      const s = this.#coldest;
+      if (!s || s === this.#hottest) break;
+      this.#remove(s);
+      this.#evicted += 1 + (s.distinct?.size ?? 0);
     }
   }
+}
+
+/** The counts of one decision: a handful of entries, so a scan beats building string keys. */
+class FlatCounts implements Counts {
+  #fields: string[] = [];
+  #values: string[] = [];
+  #windows: number[] = [];
+  #paths: (string | undefined)[] = [];
+  #n: number[] = [];
+
+  add(field: string, value: string, windowMs: number, path: string | undefined, n: number): void {
+    this.#fields.push(field);
+    this.#values.push(value);
+    this.#windows.push(windowMs);
+    this.#paths.push(path);
+    this.#n.push(n);
+  }
+
+  get(field: string, value: string, windowMs: number, distinctPath?: string): number | undefined {
+    const ws = this.#windows;
+    for (let i = 0; i < ws.length; i++) {
+      if (
+        ws[i] === windowMs &&
+        this.#fields[i] === field &&
+        this.#values[i] === value &&
+        this.#paths[i] === distinctPath
+      )
+        return this.#n[i];
+    }
+    return undefined;
+  }
+}
+
+/** Windows that normalizeRequests would leave as they are: whole, ≥ 1, ascending, unique. */
+function normalWindows(ws: readonly number[]): boolean {
+  for (let i = 0; i < ws.length; i++) {
+    const w = ws[i]!;
+    if (!Number.isInteger(w) || w < 1 || (i > 0 && w <= ws[i - 1]!)) return false;
+  }
+  return true;
+}
+
+/** Whether normalizeRequests would change nothing but the shape: one request per value, clean windows. */
+function alreadyNormal(requests: readonly CounterRequest[]): boolean {
+  for (let i = 0; i < requests.length; i++) {
+    const r = requests[i]!;
+    if (!normalWindows(r.windowsMs)) return false;
+    for (let j = 0; j < i; j++)
+      if (requests[j]!.field === r.field && requests[j]!.value === r.value) return false;
+    for (let k = 0; k < r.distinct.length; k++) {
+      const d = r.distinct[k]!;
+      if (!normalWindows(d.windowsMs)) return false;
+      for (let m = 0; m < k; m++) if (r.distinct[m]!.path === d.path) return false;
+    }
+  }
+  return true;
+}
+
+/** The longest window anything on this value asks for: how long its history must be kept. */
+function retainOf(r: Request): number {
+  let m = 1;
+  if (r.windowsMs.length > 0) m = Math.max(m, r.windowsMs[r.windowsMs.length - 1]!);
+  for (let k = 0; k < r.distinct.length; k++) {
+    const ws = r.distinct[k]!.windowsMs;
+    if (ws.length > 0) m = Math.max(m, ws[ws.length - 1]!);
+  }
+  return m;
 }
 
 /** Stored times strictly after `cutoff`: the window (now - w, now], later times included. */

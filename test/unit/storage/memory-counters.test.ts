@@ -146,4 +146,44 @@ describe('MemoryCounterStore', () => {
         s.countSync(`d${k}_${i}`, i, card(`c${k}`, [60_000]), { record: true });
     expect(s.stats().events).toBeLessThanOrEqual(100);
   });
+  it('evicts the least recently used value: a value touched again stays', () => {
+    const s = new MemoryCounterStore({ maxKeys: 3 });
+    s.countSync('a', 0, card('c1', [60_000]), { record: true });
+    s.countSync('b', 1, card('c2', [60_000]), { record: true });
+    s.countSync('c', 2, card('c3', [60_000]), { record: true });
+    s.countSync('d', 3, card('c1', [60_000]), { record: true }); // c1 is now the hottest
+    s.countSync('e', 4, card('c4', [60_000]), { record: true }); // evicts c2, the coldest
+    expect(
+      s.countSync('x', 5, card('c1', [60_000]), { record: false }).get(CARD, 'c1', 60_000),
+    ).toBe(3);
+    expect(
+      s.countSync('y', 5, card('c2', [60_000]), { record: false }).get(CARD, 'c2', 60_000),
+    ).toBe(1);
+    expect(s.stats()).toMatchObject({ keys: 3, evicted: 1 });
+  });
+
+  it('counts distinct values exactly with out-of-order times and merged duplicate requests', () => {
+    const s = new MemoryCounterStore();
+    const w = [1_000, 10_000];
+    s.countSync('d1', 5_000, ipCards('ip', 'c1', w), { record: true });
+    s.countSync('d2', 3_000, ipCards('ip', 'c2', w), { record: true }); // older than c1
+    s.countSync('d3', 6_000, ipCards('ip', 'c3', w), { record: true });
+    const c = s.countSync(
+      'd4',
+      6_500,
+      [...ipCards('ip', 'c3', [10_000]), ...ipCards('ip', 'c3', [1_000])],
+      {
+        record: true,
+      },
+    );
+    expect(c.get(IP, 'ip', 1_000, CARD)).toBe(1); // c3 only: c1 at 5,000 is not after 5,500
+    expect(c.get(IP, 'ip', 10_000, CARD)).toBe(3);
+    // 13,000: the 10 s window starts after 3,000, so c2 leaves it; c1 (5,000) and c3 (6,500) stay.
+    expect(
+      s
+        .countSync('d5', 13_000, ipCards('ip', undefined, w), { record: true })
+        .get(IP, 'ip', 10_000, CARD),
+    ).toBe(2);
+    expect(s.stats().events).toBe(2 + 4); // distinct values c1, c3; series times of d1, d3, d4, d5 (d2 pruned)
+  });
 });
