@@ -265,6 +265,49 @@ describe('backend rules against a real local backend', () => {
     expect(server.count('/500')).toBe(sent);
   });
 
+  it('calls a first_answer group abandons neither count as failures nor open the circuit', async () => {
+    const compiled = compileRuleset({
+      name: 't',
+      context: 'checkout',
+      rules: [
+        {
+          id: 'group',
+          type: 'backend_group',
+          strategy: 'parallel',
+          merge: 'first_answer',
+          on_error: 'review',
+          timeout_ms: 1_000,
+          members: [
+            { integration: 'local', backend_id: 'never' },
+            { integration: 'local', backend_id: 'decline' },
+          ],
+        },
+      ],
+    });
+    for (let i = 0; i < 8; i++) {
+      const r = await evaluate(compiled, ctx, {
+        counts: { get: () => 0 },
+        blacklist: { has: () => false },
+        backends: integ.backends,
+        now: Date.now,
+        deadlineMs: Date.now() + 1_000,
+      });
+      expect(r.decision).toBe('BLOCK');
+      expect(r.backend_results.find((b) => b.backend_id === 'never')?.error).toBe('abandoned');
+    }
+    // Every abandoned call has settled (it was aborted, not left to time out).
+    await new Promise((r) => setTimeout(r, 50));
+    const after = await integ.backends.call({
+      integration: 'local',
+      backend_id: 'never',
+      context: ctx,
+      deadlineMs: Date.now() + 1_000,
+      timeoutMs: 20,
+    });
+    expect(after).toMatchObject({ status: 'error', error: 'timeout' });
+    expect(await metrics.metrics()).not.toMatch(/code="aborted"/);
+  });
+
   it('metrics count errors by integration, backend and code', async () => {
     const text = await metrics.metrics();
     expect(text).toMatch(
