@@ -590,7 +590,7 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
     }
     if (routes && proxyWorkers > 1) {
       const counters = rt.decideDeps.counters;
-      const init = { t: WORKER_INIT, routes };
+      const init = { t: WORKER_INIT, routes, egressAllow: config.egressAllow };
       cluster = await runCluster({
         workers: proxyWorkers,
         exec: PROXY_WORKER_ENTRY,

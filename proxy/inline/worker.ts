@@ -17,6 +17,7 @@ import { ActiveRulesets } from '../../decisions/active-rulesets.ts';
 import { decide, type DecideDeps } from '../../decisions/decide.ts';
 import type { DecisionRecord } from '../../decisions/ports.ts';
 import { DecisionRequest } from '../../decisions/request.ts';
+import { createIntegrations } from '../../integrations/index.ts';
 import { parseRuleset, type RulesetDocument } from '../../rulesets/schema.ts';
 import type { CounterStore } from '../../rulesets/ports.ts';
 import { BlacklistIndex } from '../../storage/blacklist-index.ts';
@@ -34,6 +35,8 @@ export interface WorkerInit {
   t: 'vigil.proxy.init';
   /** The routes file path or document (the demo's origin URL is known only to the primary). */
   routes: string | object;
+  /** The egress allow list in force (the primary's may hold more, e.g. the demo's desk). */
+  egressAllow?: string[];
 }
 
 export const WORKER_INIT = 'vigil.proxy.init';
@@ -114,6 +117,14 @@ export async function startProxyWorker(
     const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     closers.push(() => store.close());
     const secretKey = secretKeyOf(config);
+    // Backend rules decide here too: the same integrations, egress guard and breakers per worker.
+    const integrations = createIntegrations({
+      store,
+      secretKey,
+      egressAllow: init.egressAllow ?? config.egressAllow,
+      registry,
+    });
+    closers.push(() => integrations.close());
     let counters: CounterStore;
     if (config.redisUrl) {
       const { RedisCounterStore } = await import('../../storage/counters/redis.ts');
@@ -162,6 +173,7 @@ export async function startProxyWorker(
       rulesets: active,
       counters,
       blacklist,
+      backends: integrations.backends,
       log,
       outbox: {
         enqueue: async (item) => {
