@@ -25,7 +25,7 @@ import {
 } from '../proxy/inline/index.ts';
 import { PROXY_WORKER_ENTRY, WORKER_INIT, isWorkerHello } from '../proxy/inline/worker.ts';
 import { serveCount } from '../storage/counters/ipc.ts';
-import { createMetrics, type ApiMetrics } from '../proxy/metrics.ts';
+import { createMetrics, decisionObserver, type ApiMetrics } from '../proxy/metrics.ts';
 import { blacklistRoutes } from '../proxy/routes/blacklist.ts';
 import { decisionRoutes } from '../proxy/routes/decisions.ts';
 import { eventRoutes } from '../proxy/routes/events.ts';
@@ -199,15 +199,7 @@ export async function buildRuntime(
     deadlineMs: config.decisionDeadlineMs,
     now: Date.now,
     clock: () => performance.now(),
-    observe: (o) => {
-      metrics.decisions.inc({ context: o.context, outcome: o.outcome });
-      metrics.engineSeconds.observe({ context: o.context }, o.engineMs / 1000);
-      metrics.decisionSeconds.observe({ context: o.context }, o.totalMs / 1000);
-      if (o.counterFailed) {
-        metrics.counterErrors.inc();
-        metrics.failOpen.inc({ reason: 'counter_unavailable' });
-      }
-    },
+    observe: decisionObserver(metrics),
   };
 
   // Tokens: the configured admin token is registered (hashed) with every scope; without one,
