@@ -56,6 +56,8 @@ export interface HandoffBenchResult {
     /** Case queries that missed their deadline (503) and were tried again. */
     query_failures: number;
     resolve_failures: number;
+    /** What failed, by status and error code. */
+    failures: Record<string, number>;
     completed: number;
     complete_seconds: number;
     completed_per_s: number;
@@ -273,6 +275,7 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
     const t0 = performance.now();
     let resolved = 0;
     let queryFailures = 0;
+    const failures: Record<string, number> = {};
     let resolveFailures = 0;
     const queue = [...ids];
     await Promise.all(
@@ -280,10 +283,16 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
         for (let id = queue.pop(); id; id = queue.pop()) {
           // The case query runs on the worker: on a busy machine it can miss its deadline (503).
           let decisionId: string | undefined;
-          for (let attempt = 0; attempt < 5 && !decisionId; attempt++) {
+          // A case the worker has not reached yet answers with opened_by null: ask again.
+          for (let attempt = 0; attempt < 60 && !decisionId; attempt++) {
+            if (attempt > 0) await sleep(500);
             const c = await api(base, 'GET', `/api/cases/${id}`);
-            if (c.status === 200) decisionId = c.body.opened_by as string;
-            else queryFailures++;
+            if (c.status === 200) decisionId = (c.body.opened_by as string | null) ?? undefined;
+            else {
+              queryFailures++;
+              failures[`case query ${c.status} ${String(c.body.error)}`] =
+                (failures[`case query ${c.status} ${String(c.body.error)}`] ?? 0) + 1;
+            }
           }
           const r = decisionId
             ? await api(base, 'POST', `/api/decisions/${decisionId}/resolve`, {
@@ -291,7 +300,11 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
               })
             : undefined;
           if (r?.status === 200) resolved++;
-          else resolveFailures++;
+          else {
+            resolveFailures++;
+            const why = r ? `resolve ${r.status} ${String(r.body.error)}` : 'no case answer';
+            failures[why] = (failures[why] ?? 0) + 1;
+          }
         }
       }),
     );
@@ -324,6 +337,7 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
         resolved,
         query_failures: queryFailures,
         resolve_failures: resolveFailures,
+        failures,
         completed,
         complete_seconds: Math.round(completeSeconds * 100) / 100,
         completed_per_s: Math.round((completed / completeSeconds) * 10) / 10,
@@ -350,6 +364,7 @@ export function printHandoffBench(r: HandoffBenchResult, log: (s: string) => voi
   log(
     `  cases opened ${c.opened}/${c.expected} within ${c.open_seconds} s of the phase start (${c.open_lag_seconds} s after its last answer)`,
   );
+  if (Object.keys(c.failures).length > 0) log(`  failures: ${JSON.stringify(c.failures)}`);
   log(
     `  cases listed open ${c.listed}, resolved through the API ${c.resolved} (${c.resolve_failures} failed, ${c.query_failures} case queries retried), completed ${c.completed} in ${c.complete_seconds} s: ${c.completed_per_s} cases/s on the dev server`,
   );

@@ -94,6 +94,22 @@ function keep(status: CaseListStatus | undefined, c: CaseSummary): boolean {
   return true;
 }
 
+/**
+ * gRPC codes with which Temporal says it could not answer now (UNKNOWN, RESOURCE_EXHAUSTED — a
+ * case's query buffer is full while its worker is behind —, INTERNAL): the caller may retry, so
+ * they are a 503 like an unreachable Temporal, not a 500 of ours.
+ */
+const TEMPORAL_COULD_NOT_ANSWER = new Set([2, 8, 13]);
+
+function couldNotAnswer(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e && depth < 8; depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (typeof code === 'number' && TEMPORAL_COULD_NOT_ANSWER.has(code)) return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
 function isNotFound(err: unknown): boolean {
   for (let e: unknown = err, depth = 0; e && depth < 8; depth++) {
     if ((e as { name?: unknown }).name === 'WorkflowNotFoundError') return true;
@@ -186,6 +202,9 @@ export function temporalCases(temporal: TemporalClients, opts: { cursorKey: Buff
       } catch (err) {
         if (err instanceof TemporalUnavailable) throw err;
         if (isNotFound(err)) return undefined;
+        if (couldNotAnswer(err)) {
+          throw new TemporalUnavailable(`Temporal could not answer the case query`, { cause: err });
+        }
         throw err;
       }
     },
