@@ -116,6 +116,20 @@ const SECRET_EXACT = new Set(['pan', 'pin', 'auth', 'credential', 'credentials',
 
 /** True for keys that look like they hold a secret; `credential_fingerprint` is the one allowed. */
 export function isSecretKey(key: string): boolean {
+  // Asked for every key of every published context object: the few distinct keys are remembered.
+  let known = secretKeyCache.get(key);
+  if (known === undefined) {
+    known = secretKeyUncached(key);
+    if (secretKeyCache.size >= SECRET_CACHE_MAX) secretKeyCache.clear();
+    secretKeyCache.set(key, known);
+  }
+  return known;
+}
+
+const SECRET_CACHE_MAX = 4_096;
+const secretKeyCache = new Map<string, boolean>();
+
+function secretKeyUncached(key: string): boolean {
   const k = key.toLowerCase().replace(/[^a-z0-9]/g, '');
   if (k === 'credentialfingerprint') return false;
   if (SECRET_EXACT.has(k)) return true;

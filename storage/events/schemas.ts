@@ -301,6 +301,18 @@ function str(v: unknown, path: string, b: Budget, fallback = ''): string {
   return s;
 }
 
+/**
+ * str() at `${p}${key}`, without building that path for a string that fits (the common case:
+ * every trace of every published decision comes through here). Same budget, same notes.
+ */
+function fitStr(v: unknown, p: string, key: string, b: Budget, fallback = ''): string {
+  if (typeof v === 'string' && v.length <= b.limits.maxStringChars) {
+    b.force(jsonStringBytes(v) + p.length + key.length + 4);
+    return v;
+  }
+  return str(v, `${p}${key}`, b, fallback);
+}
+
 function nullableStr(v: unknown, path: string, b: Budget): string | null {
   if (v === null || v === undefined) {
     b.force(path.length + 8);
@@ -384,8 +396,8 @@ function ruleTrace(x: unknown, p: string, b: Budget): z.infer<typeof RuleTraceEv
   if (x === null || typeof x !== 'object') return null;
   const r = x as Record<string, unknown>;
   const out: Record<string, unknown> = {
-    rule_id: str(r.rule_id, `${p}.rule_id`, b),
-    result: str(r.result, `${p}.result`, b, 'error'),
+    rule_id: fitStr(r.rule_id, p, '.rule_id', b),
+    result: fitStr(r.result, p, '.result', b, 'error'),
   };
   if (typeof r.action === 'string' && (OUTCOMES as readonly string[]).includes(r.action))
     out.action = r.action;
