@@ -4,6 +4,7 @@
 // The counts are read through shadow rules at every threshold: a decision that saw count c
 // matches exactly the shadows `gte 1` … `gte c`.
 import { spawn, type ChildProcess } from 'node:child_process';
+import http from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
@@ -25,6 +26,10 @@ let proxy: ChildProcess;
 let apiUrl: string;
 let proxyUrl: string;
 let proxyHealthUrl: string;
+// A third-party risk backend the workers call for the login route's backend rule.
+let risk: http.Server;
+let riskPort: number;
+const riskCalls: string[] = [];
 
 async function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -45,6 +50,7 @@ function baseEnv(): NodeJS.ProcessEnv {
     VIGIL_ADMIN_TOKEN: ADMIN,
     VIGIL_SECRET_KEY: 'cluster-velocity-secret',
     VIGIL_DEMO: '0',
+    VIGIL_EGRESS_ALLOW: `127.0.0.1:${riskPort}`,
     // 200 decisions at once on two cores: the IPC round trip queues behind them, and the
     // default 50 ms would (correctly) fail some open, which is not what this test measures.
     VIGIL_COUNTER_TIMEOUT_MS: '2000',
@@ -66,7 +72,7 @@ async function up(url: string, ok: (status: number, body: any) => boolean): Prom
   throw new Error(`${url} did not come up`);
 }
 
-async function call(method: 'GET' | 'POST', p: string, body?: unknown) {
+async function call(method: 'GET' | 'POST' | 'PUT', p: string, body?: unknown) {
   const r = await request(`${apiUrl}${p}`, {
     method,
     headers: {
@@ -86,6 +92,20 @@ function vigil(role: string, env: NodeJS.ProcessEnv): ChildProcess {
 }
 
 beforeAll(async () => {
+  risk = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (c: Buffer) => (body += c.toString()));
+    req.on('end', () => {
+      riskCalls.push(body);
+      const email = (JSON.parse(body) as { email: string }).email;
+      res.setHeader('content-type', 'application/json');
+      res.end(
+        JSON.stringify({ verdict: email.endsWith('@fraud.example') ? 'decline' : 'approve' }),
+      );
+    });
+  });
+  await new Promise<void>((r) => risk.listen(0, '127.0.0.1', r));
+  riskPort = (risk.address() as net.AddressInfo).port;
   origin = await startOrigin();
   dir = mkdtempSync(path.join(tmpdir(), 'vigil-cv-'));
   const apiPort = await freePort();
@@ -116,6 +136,28 @@ beforeAll(async () => {
   expect(created.status).toBe(201);
   expect((await call('POST', `/api/admin/rulesets/${created.body.id}/activate`)).status).toBe(200);
 
+  const integration = await call('PUT', '/api/admin/integrations/risk', {
+    kind: 'http',
+    base_url: `http://127.0.0.1:${riskPort}`,
+    backends: [
+      {
+        backend_id: 'score',
+        path: '/score',
+        required_fields: ['$.customer.email'],
+        request: { email: '$.customer.email' },
+        response: { outcome_path: '$.verdict', map: { approve: 'ALLOW', decline: 'BLOCK' } },
+        timeout_ms: 2_000,
+      },
+    ],
+  });
+  expect(integration.status).toBe(201);
+  const login = await call('POST', '/api/admin/rulesets', {
+    name: 'login risk',
+    context: 'login',
+    rules: [{ id: 'risk', type: 'backend', integration: 'risk', backend_id: 'score' }],
+  });
+  expect((await call('POST', `/api/admin/rulesets/${login.body.id}/activate`)).status).toBe(200);
+
   const routesFile = path.join(dir, 'routes.json');
   writeFileSync(
     routesFile,
@@ -129,6 +171,12 @@ beforeAll(async () => {
           origin: 'shop',
           context: 'checkout',
           extract: { '$.credential_fingerprint': { from: 'body', field: 'card' } },
+        },
+        {
+          match: { method: 'POST', path: '/login' },
+          origin: 'shop',
+          context: 'login',
+          extract: { '$.customer.email': { from: 'body', field: 'email' } },
         },
         { match: { path: '/*' }, origin: 'shop' },
       ],
@@ -158,6 +206,7 @@ afterAll(async () => {
     await exited;
   }
   await origin?.close();
+  await new Promise((r) => risk?.close(r));
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
@@ -224,6 +273,25 @@ describe('vigil proxy with two workers and no Redis', () => {
     }
     expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: TOTAL }, (_, k) => k + 1));
   }, 60_000);
+
+  it('decides backend rules in the workers, through the egress guard, with the third party', async () => {
+    const login = async (email: string) => {
+      const r = await request(`${proxyUrl}/login`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ email }),
+      });
+      await r.body.dump();
+      return r.statusCode;
+    };
+    const calls = riskCalls.length;
+    expect(await login('fraudster@fraud.example')).toBe(403);
+    expect(await login('someone@shop.example')).toBe(200);
+    expect(riskCalls.slice(calls).map((b) => JSON.parse(b) as unknown)).toEqual([
+      { email: 'fraudster@fraud.example' },
+      { email: 'someone@shop.example' },
+    ]);
+  }, 30_000);
 
   it('fails open with counter_unavailable while the primary does not answer', async () => {
     // Stopped, the primary answers no count; the workers keep accepting on the shared socket.
