@@ -1,6 +1,7 @@
 // The handoff's cost on the answer path and the case pipeline's rate (the workflows issue).
 // One `vigil start` process (API + worker role + outbox relay, embedded store) against a real
-// Temporal dev server (TEMPORAL_ADDRESS, or a dev server of its own from the built CLI). The
+// Temporal dev server (TEMPORAL_ADDRESS, or a dev server of its own from the built CLI); then
+// the same with `vigil api` and `vigil worker` as two processes on the same data dir. The
 // same open-loop load of POST /api/decisions runs twice in one run: 0% REVIEW (the anchor:
 // nothing is handed off) and 10% REVIEW (every tenth decision writes the outbox and opens a
 // case in the same process). Target: p99 with 10% REVIEW ≤ 1.2× p99 with 0%.
@@ -33,9 +34,15 @@ export interface HandoffBenchOptions {
   temporalAddress?: string | undefined;
   /** Cases resolved at once in the completion phase. */
   resolveConcurrency?: number;
+  /**
+   * `start`: one `vigil start` process (API, worker, relay together: what `start` runs).
+   * `split`: `vigil api` and `vigil worker` processes on the same data dir.
+   */
+  layout?: 'start' | 'split';
 }
 
 export interface HandoffBenchResult {
+  layout: 'start' | 'split';
   temporal: string;
   rps: number;
   seconds: number;
@@ -58,6 +65,9 @@ export interface HandoffBenchResult {
     resolve_failures: number;
     /** What failed, by status and error code. */
     failures: Record<string, number>;
+    /** Medians of GET /api/cases/{id} (the case query) and POST …/resolve (the update). */
+    query_ms: number;
+    resolve_ms: number;
     completed: number;
     complete_seconds: number;
     completed_per_s: number;
@@ -137,6 +147,11 @@ async function api(base: string, method: string, url: string, payload?: unknown)
   return { status: res.statusCode, body: text ? (JSON.parse(text) as Record<string, any>) : {} };
 }
 
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? Math.round((s[Math.floor(s.length / 2)] ?? 0) * 10) / 10 : Number.NaN;
+}
+
 /** Set when the vigil process ends before the bench stops it: every wait gives up at once. */
 let died: string | undefined;
 
@@ -149,8 +164,57 @@ async function waitFor(what: string, probe: () => Promise<boolean>, timeoutMs: n
   }
 }
 
+/** A vigil process of the given role; resolves to its stop function. */
+async function spawnRole(
+  role: 'start' | 'api' | 'worker',
+  env: Record<string, string>,
+): Promise<() => Promise<void>> {
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--no-warnings', path.join(root, 'cli/main.ts'), role],
+    {
+      env: {
+        ...process.env,
+        ...env,
+        VIGIL_ADMIN_TOKEN: TOKEN,
+        VIGIL_DEMO: '0',
+        VIGIL_CONFIG: '',
+        VIGIL_LOG_LEVEL: 'warn',
+        KAFKA_BROKERS: '',
+        REDIS_URL: '',
+        DATABASE_URL: '',
+      },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
+  let tail = '';
+  const keep = (b: Buffer) => (tail = (tail + b.toString()).slice(-4000));
+  child.stdout?.on('data', keep);
+  child.stderr?.on('data', keep);
+  let stopping = false;
+  child.once('exit', (code, signal) => {
+    if (!stopping) died = `vigil ${role} exited (${signal ?? code}); its last output:\n${tail}`;
+  });
+  const base = `http://127.0.0.1:${env.API_PORT}`;
+  await waitFor(
+    `vigil ${role} to answer /healthz`,
+    async () => {
+      const r = await request(`${base}/healthz`);
+      await r.body.dump();
+      return r.statusCode === 200;
+    },
+    60_000,
+  );
+  return async () => {
+    stopping = true;
+    child.kill('SIGTERM');
+    if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
+  };
+}
+
 export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<HandoffBenchResult> {
   const rps = opts.rps ?? 100;
+  const layout = opts.layout ?? 'start';
   const seconds = opts.seconds ?? 10;
   const dir = mkdtempSync(path.join(tmpdir(), 'vigil-bench-handoff-'));
   const closers: (() => Promise<void>)[] = [];
@@ -171,43 +235,22 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
 
     const port = await freePort();
     const base = `http://127.0.0.1:${port}`;
-    const child: ChildProcess = spawn(
-      process.execPath,
-      ['--no-warnings', path.join(root, 'cli/main.ts'), 'start'],
-      {
-        env: {
-          ...process.env,
-          TEMPORAL_ADDRESS: address,
-          API_PORT: String(port),
-          PORT: String(await freePort()),
-          VIGIL_DATA_DIR: path.join(dir, 'data'),
-          VIGIL_ADMIN_TOKEN: TOKEN,
-          VIGIL_DEMO: '0',
-          VIGIL_CONFIG: '',
-          VIGIL_LOG_LEVEL: 'warn',
-          KAFKA_BROKERS: '',
-          REDIS_URL: '',
-          DATABASE_URL: '',
-        },
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
-    );
     died = undefined;
-    let tail = '';
-    const keep = (b: Buffer) => (tail = (tail + b.toString()).slice(-4000));
-    child.stdout?.on('data', keep);
-    child.stderr?.on('data', keep);
-    let stopping = false;
-    child.once('exit', (code, signal) => {
-      if (!stopping) died = `vigil start exited (${signal ?? code}); its last output:\n${tail}`;
-    });
-    closers.unshift(async () => {
-      stopping = true;
-      child.kill('SIGTERM');
-      if (child.exitCode === null) await new Promise((r) => child.once('exit', r));
-    });
+    const env = {
+      TEMPORAL_ADDRESS: address,
+      VIGIL_DATA_DIR: path.join(dir, 'data'),
+      PORT: String(await freePort()),
+    };
+    if (layout === 'start') {
+      closers.unshift(await spawnRole('start', { ...env, API_PORT: String(port) }));
+    } else {
+      // `api` and `worker` share the data dir's store: the outbox the API writes is the one
+      // the worker's relay drains. The worker serves /healthz on a port of its own.
+      closers.unshift(await spawnRole('api', { ...env, API_PORT: String(port) }));
+      closers.unshift(await spawnRole('worker', { ...env, API_PORT: String(await freePort()) }));
+    }
     await waitFor(
-      'vigil start to serve /api',
+      'vigil to serve /api',
       async () => (await api(base, 'GET', '/readyz')).status === 200,
       60_000,
     );
@@ -276,6 +319,8 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
     let resolved = 0;
     let queryFailures = 0;
     const failures: Record<string, number> = {};
+    const queryMs: number[] = [];
+    const resolveMs: number[] = [];
     let resolveFailures = 0;
     const queue = [...ids];
     await Promise.all(
@@ -286,7 +331,9 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
           // A case the worker has not reached yet answers with opened_by null: ask again.
           for (let attempt = 0; attempt < 60 && !decisionId; attempt++) {
             if (attempt > 0) await sleep(500);
+            const q0 = performance.now();
             const c = await api(base, 'GET', `/api/cases/${id}`);
+            queryMs.push(performance.now() - q0);
             if (c.status === 200) decisionId = (c.body.opened_by as string | null) ?? undefined;
             else {
               queryFailures++;
@@ -294,11 +341,13 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
                 (failures[`case query ${c.status} ${String(c.body.error)}`] ?? 0) + 1;
             }
           }
+          const r0 = performance.now();
           const r = decisionId
             ? await api(base, 'POST', `/api/decisions/${decisionId}/resolve`, {
                 resolution: 'accept',
               })
             : undefined;
+          if (r) resolveMs.push(performance.now() - r0);
           if (r?.status === 200) resolved++;
           else {
             resolveFailures++;
@@ -321,6 +370,7 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
 
     const p99Ratio = review10.p99_ms / review0.p99_ms;
     return {
+      layout,
       temporal: opts.temporalAddress || process.env.TEMPORAL_ADDRESS ? address : 'own dev server',
       rps,
       seconds,
@@ -338,11 +388,18 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
         query_failures: queryFailures,
         resolve_failures: resolveFailures,
         failures,
+        query_ms: median(queryMs),
+        resolve_ms: median(resolveMs),
         completed,
         complete_seconds: Math.round(completeSeconds * 100) / 100,
         completed_per_s: Math.round((completed / completeSeconds) * 10) / 10,
       },
     };
+  } catch (err) {
+    // A request that failed because vigil died says only "other side closed": say why it died.
+    await sleep(500);
+    if (died) throw new Error(`${(err as Error).message}; ${died}`, { cause: err });
+    throw err;
   } finally {
     for (const close of closers) await close().catch(() => {});
     rmSync(dir, { recursive: true, force: true });
@@ -352,8 +409,10 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
 export function printHandoffBench(r: HandoffBenchResult, log: (s: string) => void): void {
   const line = (name: string, x: LoadResult) =>
     `  ${name.padEnd(30)} ${String(x.rps).padStart(5)} req/s  p50 ${x.p50_ms} ms  p90 ${x.p90_ms} ms  p99 ${x.p99_ms} ms  max ${x.max_ms} ms  errors ${x.errors}`;
+  const processes =
+    r.layout === 'start' ? 'vigil start (API + worker + relay)' : 'vigil api + vigil worker';
   log(
-    `POST /api/decisions at ${r.rps}/s for ${r.seconds} s, vigil start (API + worker + relay), Temporal: ${r.temporal}`,
+    `POST /api/decisions at ${r.rps}/s for ${r.seconds} s, ${processes}, Temporal: ${r.temporal}`,
   );
   log(line('0% REVIEW (anchor)', r.review0));
   log(line('10% REVIEW (handed off)', r.review10));
@@ -366,6 +425,6 @@ export function printHandoffBench(r: HandoffBenchResult, log: (s: string) => voi
   );
   if (Object.keys(c.failures).length > 0) log(`  failures: ${JSON.stringify(c.failures)}`);
   log(
-    `  cases listed open ${c.listed}, resolved through the API ${c.resolved} (${c.resolve_failures} failed, ${c.query_failures} case queries retried), completed ${c.completed} in ${c.complete_seconds} s: ${c.completed_per_s} cases/s on the dev server`,
+    `  cases listed open ${c.listed}, resolved through the API ${c.resolved} (${c.resolve_failures} failed, ${c.query_failures} case queries retried), completed ${c.completed} in ${c.complete_seconds} s: ${c.completed_per_s} cases/s on the dev server (median case query ${c.query_ms} ms, resolve ${c.resolve_ms} ms)`,
   );
 }

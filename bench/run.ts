@@ -53,11 +53,11 @@ const BENCHES: Bench[] = [
     name: 'handoff',
     file: 'handoff.ts',
     run: async (m) => {
-      const run = m.runHandoffBench as (() => Promise<unknown>) | undefined;
+      const run = m.runHandoffBench as ((o: object) => Promise<unknown>) | undefined;
       const print = m.printHandoffBench as ((r: unknown, l: typeof log) => void) | undefined;
       if (!run || !print) throw new Error('bench/handoff.ts exports no runHandoffBench');
       // TEMPORAL_ADDRESS, when set, is the Temporal it runs against (else a dev server of its own).
-      print(await run(), log);
+      for (const layout of ['start', 'split']) print(await run({ layout }), log);
     },
   },
   {
