@@ -195,9 +195,13 @@ export async function decide(
   const occurredAt = new Date(nowMs).toISOString();
 
   if (!dryRun) {
+    const record: DecisionRecord = { response, context: ctx, session, created_at: occurredAt };
     if (workflowId) {
+      // Both durable before the answer: the handoff (the case) and the record the case points
+      // at. elapsed_ms is the time to the decision, before these writes.
+      response.elapsed_ms = round(deps.clock() - t0);
       const { metadata: _metadata, ...contextData } = ctx;
-      await deps.outbox.enqueue({
+      const handoff = deps.outbox.enqueue({
         workflow_id: workflowId,
         decision_id: id,
         decision,
@@ -209,10 +213,17 @@ export async function decide(
         context_data: contextData,
         ...(result?.pending?.length ? { pending: result.pending } : {}),
       });
+      // A failed handoff fails the answer (nothing acknowledged, nothing recorded).
+      await handoff;
+      if (deps.log.appendDurable) {
+        // Failing now (after the handoff), the record stays with the batched writer and its
+        // retries: the answer stands, since its case is already safe.
+        await deps.log.appendDurable(record).catch(() => {});
+      } else deps.log.append(record);
+    } else {
+      response.elapsed_ms = round(deps.clock() - t0);
+      deps.log.append(record);
     }
-    response.elapsed_ms = round(deps.clock() - t0);
-    const record: DecisionRecord = { response, context: ctx, session, created_at: occurredAt };
-    deps.log.append(record);
     // The documented vigil.decision/1 shape (docs/events.md): bounded, credential-free.
     deps.events.publish(
       'vigil.decisions',

@@ -36,6 +36,8 @@ export interface DecisionRecord {
 
 export interface DecisionLogPort {
   append(record: DecisionRecord): void;
+  /** Durable before it resolves (risky decisions: their case must find them after a crash). */
+  appendDurable?(record: DecisionRecord): Promise<void>;
   get(id: string): Promise<DecisionRecord | undefined>;
 }
 

@@ -115,6 +115,21 @@ export class DecisionLog<R extends DecisionLogRecord = DecisionLogRecord> {
     this.#schedule();
   }
 
+  /**
+   * Stored before it resolves, for decisions whose answer promises a case (REVIEW, BLOCK,
+   * PROVISIONAL): the batched path could lose them to a crash right after the answer, and the
+   * case would then hold a decision that `GET /api/decisions/{id}` and `resolve` cannot find.
+   * A store that fails here leaves the record to the batched path (its retries) and rethrows.
+   */
+  async appendDurable(record: R): Promise<void> {
+    try {
+      await this.#store.insertDecisions([insertOf(record)]);
+    } catch (err) {
+      this.append(record);
+      throw err;
+    }
+  }
+
   /** The record as appended, with the stored resolution and final outcome laid over it. */
   async get(id: string): Promise<R | undefined> {
     const mem = this.#pending.get(id) ?? this.#inflight.get(id);

@@ -45,9 +45,13 @@ export function integrationRoutes(port: IntegrationsPort) {
         const body = req.body as Record<string, unknown>;
         // The slug comes from the URL; a body that names another one is a mistake, not a rename.
         if (body.slug !== undefined && body.slug !== slug) {
-          throw new ApiError('invalid_integration', `slug: the body names '${JSON.stringify(body.slug)}'`, {
-            issues: [{ path: 'slug', message: `must equal the URL's slug '${slug}'` }],
-          });
+          throw new ApiError(
+            'invalid_integration',
+            `slug: the body names '${JSON.stringify(body.slug)}'`,
+            {
+              issues: [{ path: 'slug', message: `must equal the URL's slug '${slug}'` }],
+            },
+          );
         }
         const r = await port.put(slug, { ...body, slug });
         if (!r.ok) {

@@ -205,6 +205,10 @@ it('a REVIEW answered just before SIGKILL opens its case after the restart', asy
   // The same state straight from Temporal, not through the API.
   const direct = await client.workflow.getHandle(answer.workflow_id).query(caseQuery);
   expect(direct.decisions.map((d) => d.decision_id)).toEqual([answer.id]);
+  // And the decision itself, which the case points at: stored before the answer too.
+  const record = await api(base, 'GET', `/api/decisions/${answer.id}`);
+  expect(record.status).toBe(200);
+  expect(record.body).toMatchObject({ id: answer.id, decision: 'REVIEW' });
 
   second.kill('SIGTERM');
   const end = await exited(second);
