@@ -19,6 +19,14 @@ import {
   type LoadedIntegration,
 } from './registry.ts';
 
+/**
+ * The part of the decision's deadline a backend call leaves unused: the decision still has to map
+ * the answer, run the later rules and send the response, and a timer here fires 1–5 ms late at
+ * p99 (bench/backend.ts measures it). Without it a call that hangs is answered after the
+ * deadline, not at it. Applies only when the deadline, not a timeout_ms, bounds the call.
+ */
+export const DEADLINE_RESERVE_MS = 3;
+
 /** activities/deps.ts CallBackendRequest, declared here (integrations/ does not import activities/). */
 export interface CallBackendRequest {
   integration: string;
@@ -110,7 +118,7 @@ export class Backends implements BackendCaller {
       req.backend_id,
       req.context,
       (b) => {
-        const left = req.deadlineMs - this.#o.now();
+        const left = req.deadlineMs - this.#o.now() - DEADLINE_RESERVE_MS;
         return Math.min(req.timeoutMs ?? Infinity, b.doc.timeout_ms, left);
       },
       req.signal,
