@@ -20,7 +20,7 @@ import { request } from 'undici';
 import { startEmbeddedTemporal } from '../cli/embedded-temporal.ts';
 import { loadConfig } from '../config/config.ts';
 import { CASE_WORKFLOW } from '../workflows/contracts.ts';
-import { openLoop, ratio, type LoadResult, type LoadTarget } from './load.ts';
+import { openLoop, type LoadResult, type LoadTarget } from './load.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const TOKEN = 'vgl_bench_handoff_token_0123456789abcdef';
@@ -48,7 +48,10 @@ export interface HandoffBenchResult {
   seconds: number;
   review0: LoadResult;
   review10: LoadResult;
+  /** p99 with 10% REVIEW over p99 with 0%, latencies from each request's send. */
   p99_ratio: number;
+  /** The same from each request's scheduled time (includes the generator's lateness). */
+  scheduled_p99_ratio: number;
   pass: boolean;
   cases: {
     expected: number;
@@ -368,7 +371,10 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
     );
     const completeSeconds = (performance.now() - t0) / 1000;
 
-    const p99Ratio = review10.p99_ms / review0.p99_ms;
+    // From the moment each request was sent: the generator's own timer lateness (this process
+    // shares the 2 cores with the dev server and the worker) is not the answer path's cost.
+    // The ratio from the scheduled times is printed beside it.
+    const p99Ratio = review10.sent!.p99_ms / review0.sent!.p99_ms;
     return {
       layout,
       temporal: opts.temporalAddress || process.env.TEMPORAL_ADDRESS ? address : 'own dev server',
@@ -377,6 +383,7 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
       review0,
       review10,
       p99_ratio: Math.round(p99Ratio * 100) / 100,
+      scheduled_p99_ratio: Math.round((review10.p99_ms / review0.p99_ms) * 100) / 100,
       pass: p99Ratio <= P99_TARGET,
       cases: {
         expected,
@@ -417,7 +424,10 @@ export function printHandoffBench(r: HandoffBenchResult, log: (s: string) => voi
   log(line('0% REVIEW (anchor)', r.review0));
   log(line('10% REVIEW (handed off)', r.review10));
   log(
-    `  p99 ratio 10%/0% ${ratio(r.review10.p99_ms, r.review0.p99_ms)} (target ≤ ${P99_TARGET}: ${r.pass ? 'PASS' : 'FAIL'})`,
+    `  from send: 0% p50 ${r.review0.sent?.p50_ms} ms p99 ${r.review0.sent?.p99_ms} ms; 10% p50 ${r.review10.sent?.p50_ms} ms p99 ${r.review10.sent?.p99_ms} ms; generator sent late by up to ${r.review0.send_late_p99_ms} / ${r.review10.send_late_p99_ms} ms (p99)`,
+  );
+  log(
+    `  p99 ratio 10%/0% from send ${r.p99_ratio} (target ≤ ${P99_TARGET}: ${r.pass ? 'PASS' : 'FAIL'}); from the schedule ${r.scheduled_p99_ratio}`,
   );
   const c = r.cases;
   log(
