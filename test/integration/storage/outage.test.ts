@@ -30,7 +30,8 @@ describe('DecisionLog while SQLite is locked by another writer', () => {
   let store: Store;
   beforeAll(async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'vigil-lock-'));
-    store = await openStore({ dataDir: dir, sqlite: { busyTimeoutMs: 20 } });
+    // A blocked append would wait this long; far above a GC pause on a busy machine.
+    store = await openStore({ dataDir: dir, sqlite: { busyTimeoutMs: 200 } });
   });
   afterAll(async () => {
     await store.close();
@@ -67,7 +68,8 @@ describe('DecisionLog while SQLite is locked by another writer', () => {
     expect(log.stats()).toMatchObject({ written: 100, dropped: 50, consecutiveFailures: 0 });
     expect(await store.getDecision('dec_lock149')).toBeDefined();
     expect(await store.getDecision('dec_lock0')).toBeUndefined();
-    expect(appendMax).toBeLessThan(5);
+    // Never waited for the lock (that is ≥ 200 ms); 9.6 ms was seen once: a GC pause, not I/O.
+    expect(appendMax).toBeLessThan(50);
     await log.close();
   });
 
