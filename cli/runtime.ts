@@ -2,6 +2,7 @@
 // defaults), wires them into the roles asked for and runs until SIGINT/SIGTERM.
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Connection } from '@temporalio/client';
@@ -60,6 +61,7 @@ export interface Roles {
 }
 
 const log = (msg: string) => console.log(`[vigil] ${msg}`);
+const WORKER_NICENESS = 10;
 
 /** The instance secret: VIGIL_SECRET_KEY, or a key generated once into the data dir (0600). */
 export function loadSecretKey(dataDir: string, configured: string | undefined): Buffer {
@@ -517,6 +519,15 @@ function demoRoutes(originUrl: string): object {
 
 export async function runRoles(config: Config, roles: Roles): Promise<number> {
   const closers: (() => Promise<void>)[] = [];
+  if (roles.worker && !roles.api && !roles.proxy) {
+    // `vigil worker` alone: cases tolerate a few ms of delay, answers on the same machine do
+    // not. Set before the Temporal runtime starts its threads, which inherit it.
+    try {
+      setPriority(WORKER_NICENESS);
+    } catch {
+      // Not permitted here: run at the normal priority.
+    }
+  }
   let embedded: EmbeddedTemporal | undefined;
   let temporalAddress = config.temporal.address;
   if (!temporalAddress && roles.embedded) {
