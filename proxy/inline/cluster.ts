@@ -85,7 +85,11 @@ async function runWorker(opts: ClusterOptions): Promise<ClusterHandle> {
   if (opts.handleSignals !== false) {
     const exit = () => void stop().finally(() => process.exit(0));
     process.once('SIGTERM', exit);
-    process.once('SIGINT', exit);
+    // A terminal's Ctrl-C reaches the whole process group: a worker that left on it would be
+    // restarted by a primary that has not begun its own shutdown yet. The primary decides, and
+    // stops the workers with SIGTERM.
+    if (cluster.isWorker) process.on('SIGINT', () => {});
+    else process.once('SIGINT', exit);
     // The primary went away: finish what is in flight, then leave.
     process.once('disconnect', exit);
   }
