@@ -19,6 +19,7 @@ import { SCOPES, cachedTokenVerifier, requireScope, type TokenVerifier } from '.
 import { authzRoutes } from '../proxy/authz.ts';
 import {
   createInlineProxy,
+  loadRoutesFileSync,
   runCluster,
   workerCount,
   type ClusterHandle,
@@ -518,6 +519,9 @@ function demoRoutes(originUrl: string): object {
 }
 
 export async function runRoles(config: Config, roles: Roles): Promise<number> {
+  // Checked before anything starts: a bad routes file would otherwise only show as proxy
+  // workers that crash-loop behind a primary whose API is up.
+  if (roles.proxy && config.routesFile) loadRoutesFileSync(config.routesFile);
   const closers: (() => Promise<void>)[] = [];
   if (roles.worker && !roles.api && !roles.proxy) {
     // `vigil worker` alone: cases tolerate a few ms of delay, answers on the same machine do

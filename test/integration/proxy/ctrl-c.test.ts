@@ -1,4 +1,4 @@
-// Regression: Ctrl-C in a terminal sends SIGINT to the whole process group. The proxy workers
+// Process lifecycle of `vigil proxy`. Regression: Ctrl-C in a terminal sends SIGINT to the whole process group. The proxy workers
 // used to leave on it at once, and the primary, whose own shutdown had not begun, restarted one
 // ("proxy worker exited; starting another") while shutting down. Workers now leave only when
 // the primary stops them.
@@ -87,3 +87,35 @@ it('a SIGINT to the whole process group stops vigil proxy once, restarting no wo
   expect(await exited).toBe(0);
   expect(output).not.toContain('starting another');
 }, 60_000);
+
+it('vigil proxy with an invalid routes file exits at once, naming the field, before serving anything', async () => {
+  const bad = mkdtempSync(path.join(tmpdir(), 'vigil-bad-routes-'));
+  try {
+    const file = path.join(bad, 'routes.json');
+    writeFileSync(file, JSON.stringify({ origins: { shop: 'http://127.0.0.1:1' }, routes: [] }));
+    const child = spawn(
+      process.execPath,
+      ['--no-warnings', path.join(root, 'cli/main.ts'), 'proxy'],
+      {
+        env: {
+          ...process.env,
+          VIGIL_DATA_DIR: bad,
+          VIGIL_CONFIG: file,
+          VIGIL_PROXY_WORKERS: '2',
+          PORT: String(await freePort()),
+          API_PORT: String(await freePort()),
+        },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    );
+    let output = '';
+    child.stdout.on('data', (b: Buffer) => (output += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (output += b.toString()));
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+    expect(code).toBe(1);
+    expect(output).toContain('mode:');
+    expect(output).not.toContain('API on');
+  } finally {
+    rmSync(bad, { recursive: true, force: true });
+  }
+}, 30_000);
