@@ -1,7 +1,7 @@
 // Process lifecycle of `vigil proxy`. Regression: Ctrl-C in a terminal sends SIGINT to the
-// whole process group. The proxy workers used to leave on it at once, and the primary, whose own shutdown had not begun, restarted one
-// ("proxy worker exited; starting another") while shutting down. Workers now leave only when
-// the primary stops them.
+// whole process group. The proxy workers used to leave on it at once, and the primary, whose own
+// shutdown had not begun, restarted one ("proxy worker exited; starting another") while shutting
+// down. Workers now leave only when the primary stops them.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
