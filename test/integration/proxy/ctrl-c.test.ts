@@ -14,8 +14,17 @@ import { freePort, startOrigin, type Origin } from './helpers.ts';
 const root = path.resolve(import.meta.dirname, '../../..');
 let origin: Origin | undefined;
 let dir: string | undefined;
+// A failed assertion must not leave the proxy and its workers running: its whole group goes.
+let group: number | undefined;
 
 afterAll(async () => {
+  if (group) {
+    try {
+      process.kill(-group, 'SIGKILL');
+    } catch {
+      // Already gone.
+    }
+  }
   await origin?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
@@ -53,6 +62,7 @@ it('a SIGINT to the whole process group stops vigil proxy once, restarting no wo
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
+  group = child.pid;
   let output = '';
   child.stdout.on('data', (b: Buffer) => (output += b.toString()));
   child.stderr.on('data', (b: Buffer) => (output += b.toString()));
