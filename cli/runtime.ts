@@ -2,6 +2,7 @@
 // defaults), wires them into the roles asked for and runs until SIGINT/SIGTERM.
 import { createHash, randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import nodeCluster, { type Worker as ClusterWorker } from 'node:cluster';
 import { setPriority } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -14,7 +15,7 @@ import { decide } from '../decisions/decide.ts';
 import type { DecisionRecord, RulesetRow } from '../decisions/ports.ts';
 import type { DecisionOutcome } from '../rulesets/ports.ts';
 import { DecisionRequest } from '../decisions/request.ts';
-import { buildApp, type App, type HealthCheck } from '../proxy/app.ts';
+import { buildApp, type App, type AppOptions, type HealthCheck } from '../proxy/app.ts';
 import { SCOPES, cachedTokenVerifier, requireScope, type TokenVerifier } from '../proxy/auth.ts';
 import { authzRoutes } from '../proxy/authz.ts';
 import {
@@ -25,7 +26,13 @@ import {
   type ClusterHandle,
   type InlineProxy,
 } from '../proxy/inline/index.ts';
-import { PROXY_WORKER_ENTRY, WORKER_INIT, isWorkerHello } from '../proxy/inline/worker.ts';
+import {
+  METRICS_REPLY,
+  METRICS_REQUEST,
+  PROXY_WORKER_ENTRY,
+  WORKER_INIT,
+  isWorkerHello,
+} from '../proxy/inline/worker.ts';
 import { serveCount } from '../storage/counters/ipc.ts';
 import { createMetrics, decisionObserver, type ApiMetrics } from '../proxy/metrics.ts';
 import { blacklistRoutes } from '../proxy/routes/blacklist.ts';
@@ -128,6 +135,8 @@ export async function buildRuntime(
     temporalAddress?: string | undefined;
     /** More /readyz checks (the proxy workers, when forked). */
     health?: HealthCheck[] | undefined;
+    /** Other processes' metrics merged into /metrics (the proxy workers, when forked). */
+    metricsFrom?: AppOptions['metricsFrom'];
   },
 ): Promise<Runtime> {
   // Closed last-in first-out (see close() below).
@@ -328,6 +337,7 @@ export async function buildRuntime(
     health,
     verifyToken,
     serveApi: opts.serveApi,
+    ...(opts.metricsFrom ? { metricsFrom: opts.metricsFrom } : {}),
     routes: [
       decisionRoutes({
         decide: decideDeps,
@@ -464,6 +474,32 @@ async function seedSamples(store: Store, active: ActiveRulesets, dir: string): P
   log(`sample rulesets activated for contexts default, checkout, login (${dir})`);
 }
 
+type WorkerMetrics = Awaited<ReturnType<NonNullable<AppOptions['metricsFrom']>>>[number];
+const WORKER_METRICS_TIMEOUT_MS = 1_000;
+
+/** Every connected proxy worker's metrics; a worker that does not answer in time is left out. */
+async function workerMetrics(): Promise<WorkerMetrics[]> {
+  const workers = Object.values(nodeCluster.workers ?? {}).filter(
+    (w): w is ClusterWorker => w !== undefined && w.isConnected(),
+  );
+  const ask = (w: ClusterWorker) =>
+    new Promise<WorkerMetrics | undefined>((resolve) => {
+      const id = randomBytes(8).toString('hex');
+      const done = (value: WorkerMetrics | undefined) => {
+        clearTimeout(timer);
+        w.off('message', on);
+        resolve(value);
+      };
+      const on = (m: { t?: unknown; id?: unknown; metrics?: WorkerMetrics }) => {
+        if (m?.t === METRICS_REPLY && m.id === id) done(m.metrics);
+      };
+      const timer = setTimeout(() => done(undefined), WORKER_METRICS_TIMEOUT_MS);
+      w.on('message', on);
+      w.send({ t: METRICS_REQUEST, id });
+    });
+  return (await Promise.all(workers.map(ask))).filter((m): m is WorkerMetrics => !!m);
+}
+
 /**
  * Registers the demo desk integration (its port changes every start) and, once, the sample
  * playbook that opens a ticket on it for risky checkouts.
@@ -574,6 +610,9 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
     serveApi: roles.api,
     temporalAddress,
     health: proxyWorkers > 1 ? [workersHealth] : [],
+    ...(proxyWorkers > 1
+      ? { metricsFrom: () => (cluster ? workerMetrics() : Promise.resolve([])) }
+      : {}),
   });
   closers.unshift(() => rt.close());
   const root = path.resolve(import.meta.dirname, '..');

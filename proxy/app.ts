@@ -10,6 +10,7 @@ import {
   validatorCompiler,
   type ZodTypeProvider,
 } from 'fastify-type-provider-zod';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { TokenVerifier } from './auth.ts';
 import { statusOf } from './errors.ts';
 import type { ApiMetrics } from './metrics.ts';
@@ -40,6 +41,11 @@ export interface AppOptions {
   logger?: FastifyServerOptions['logger'];
   serveApi?: boolean;
   version?: string;
+  /**
+   * Metrics of other processes this one answers for (the proxy workers of `vigil proxy` and
+   * `vigil start`, which serve nothing on API_PORT), as prom-client JSON; merged into /metrics.
+   */
+  metricsFrom?: () => Promise<MetricObjectWithValues<MetricValue<string>>[][]>;
 }
 
 export type App = FastifyInstance;
@@ -153,7 +159,14 @@ export async function buildApp(opts: AppOptions): Promise<App> {
       .send({ status: ready ? 'ready' : 'not_ready', dependencies });
   });
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
-    const body = await opts.metrics.registry.metrics();
+    const others = opts.metricsFrom ? await opts.metricsFrom() : [];
+    // Same-named series from several processes are summed (counters, histograms, gauges).
+    const body = others.length
+      ? await AggregatorRegistry.aggregate([
+          await opts.metrics.registry.getMetricsAsJSON(),
+          ...others,
+        ]).metrics()
+      : await opts.metrics.registry.metrics();
     return reply.type(opts.metrics.registry.contentType).send(body);
   });
   app.get('/openapi.json', { schema: { hide: true } }, () => app.swagger());

@@ -40,6 +40,9 @@ export interface WorkerInit {
 }
 
 export const WORKER_INIT = 'vigil.proxy.init';
+/** The primary asks each worker for its metrics (prom-client JSON) when /metrics is scraped. */
+export const METRICS_REQUEST = 'vigil.proxy.metrics';
+export const METRICS_REPLY = 'vigil.proxy.metrics.reply';
 /** A worker asks for its init once it listens for the answer (a message sent earlier is lost). */
 export const WORKER_HELLO = 'vigil.proxy.hello';
 
@@ -114,6 +117,16 @@ export async function startProxyWorker(
   };
   try {
     const registry = new Registry();
+    const onMetrics = (m: unknown) => {
+      const r = m as { t?: unknown; id?: unknown } | null;
+      if (r?.t !== METRICS_REQUEST) return;
+      void registry
+        .getMetricsAsJSON()
+        .then((metrics) => process.send?.({ t: METRICS_REPLY, id: r.id, metrics }))
+        .catch(() => {});
+    };
+    process.on('message', onMetrics);
+    closers.push(() => void process.off('message', onMetrics));
     const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
     closers.push(() => store.close());
     const secretKey = secretKeyOf(config);

@@ -293,6 +293,17 @@ describe('vigil proxy with two workers and no Redis', () => {
     ]);
   }, 30_000);
 
+  it("serves the workers' metrics, summed, on the primary's /metrics", async () => {
+    // The 200 /pay decisions above went through the workers only: the primary decided none.
+    const r = await request(`${proxyHealthUrl}/metrics`);
+    const text = await r.body.text();
+    const decided = [...text.matchAll(/^vigil_proxy_decisions_total\{[^}]*\} (\d+)$/gm)].reduce(
+      (n, m) => n + Number(m[1]),
+      0,
+    );
+    expect(decided).toBeGreaterThanOrEqual(TOTAL);
+  });
+
   it('fails open with counter_unavailable while the primary does not answer', async () => {
     // Stopped, the primary answers no count; the workers keep accepting on the shared socket.
     proxy.kill('SIGSTOP');
