@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN, auth, startRuntime } from './helpers.ts';
+import { ADMIN, auth, injectJson, startRuntime, type Method } from './helpers.ts';
 
 type Rt = Awaited<ReturnType<typeof startRuntime>>;
 let rt: Rt;
@@ -31,23 +31,8 @@ const RULESET = {
   ],
 };
 
-async function json(
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
-  url: string,
-  body?: unknown,
-  token: string | null = ADMIN,
-) {
-  const res = await rt.app.inject({
-    method,
-    url,
-    headers: token ? auth(token) : {},
-    ...(body === undefined ? {} : { payload: body as object }),
-  });
-  return {
-    status: res.statusCode,
-    body: res.body ? (JSON.parse(res.body) as Record<string, any>) : {},
-  };
-}
+const json = (method: Method, url: string, body?: unknown, token: string | null = ADMIN) =>
+  injectJson(rt, method, url, body, token);
 
 const card = (last4: string) => ({ type: 'masked_pan', bin: '411111', last4, expiry: '12/29' });
 

@@ -23,3 +23,29 @@ export async function startRuntime(
 }
 
 export const auth = (token = ADMIN) => ({ authorization: `Bearer ${token}` });
+
+export type Method = 'GET' | 'POST' | 'PUT' | 'DELETE';
+
+/**
+ * A JSON call through `app.inject` with a bearer token (the admin's by default; `null` for
+ * none): status, the raw text and the parsed body.
+ */
+export async function injectJson(
+  rt: Pick<Runtime, 'app'>,
+  method: Method,
+  url: string,
+  body?: unknown,
+  token: string | null = ADMIN,
+) {
+  const res = await rt.app.inject({
+    method,
+    url,
+    headers: token ? auth(token) : {},
+    ...(body === undefined ? {} : { payload: body as object }),
+  });
+  return {
+    status: res.statusCode,
+    text: res.body,
+    body: res.body ? (JSON.parse(res.body) as Record<string, any>) : {},
+  };
+}

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN, auth, startRuntime } from './helpers.ts';
+import { ADMIN, auth, injectJson, startRuntime, type Method } from './helpers.ts';
 
 type Rt = Awaited<ReturnType<typeof startRuntime>>;
 let rt: Rt;
@@ -16,24 +16,8 @@ let port: number;
 const SECRET = 'sk_live_integration_token_9f8e7d6c5b4a';
 const seen: { method: string; url: string; headers: http.IncomingHttpHeaders; body: string }[] = [];
 
-async function json(
-  method: 'GET' | 'POST' | 'PUT' | 'DELETE',
-  url: string,
-  body?: unknown,
-  token: string | null = ADMIN,
-) {
-  const res = await rt.app.inject({
-    method,
-    url,
-    headers: token ? auth(token) : {},
-    ...(body === undefined ? {} : { payload: body as object }),
-  });
-  return {
-    status: res.statusCode,
-    text: res.body,
-    body: res.body ? (JSON.parse(res.body) as Record<string, any>) : {},
-  };
-}
+const json = (method: Method, url: string, body?: unknown, token: string | null = ADMIN) =>
+  injectJson(rt, method, url, body, token);
 
 function integration(base = `http://127.0.0.1:${port}`) {
   return {

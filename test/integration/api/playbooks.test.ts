@@ -1,7 +1,7 @@
 // CONTRACT §4 playbook API on the real runtime (embedded store): scopes before validation,
 // invalid documents store nothing, every put is a new version, unknown integrations warn.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ADMIN, auth, startRuntime } from './helpers.ts';
+import { ADMIN, auth, injectJson, startRuntime, type Method } from './helpers.ts';
 
 type Rt = Awaited<ReturnType<typeof startRuntime>>;
 let rt: Rt;
@@ -9,23 +9,8 @@ let readOnly: string;
 let writeOnly: string;
 let other: string;
 
-async function call(
-  method: 'GET' | 'PUT' | 'DELETE',
-  url: string,
-  body?: unknown,
-  token: string | null = ADMIN,
-) {
-  const res = await rt.app.inject({
-    method,
-    url,
-    headers: token ? auth(token) : {},
-    ...(body === undefined ? {} : { payload: body as object }),
-  });
-  return {
-    status: res.statusCode,
-    body: res.body ? (JSON.parse(res.body) as Record<string, any>) : {},
-  };
-}
+const call = (method: Method, url: string, body?: unknown, token: string | null = ADMIN) =>
+  injectJson(rt, method, url, body, token);
 
 const PLAYBOOK = {
   name: 'review-default',
