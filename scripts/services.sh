@@ -15,6 +15,10 @@ case "${1:-}" in
     "$here/redis.sh" install; "$here/postgres.sh" install; "$here/kafka.sh" install
     # nginx: the proxy's auth_request end-to-end test runs a real one (Debian package).
     (VIGIL_SERVICE=nginx; source "$here/lib.sh"; command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || apt_install nginx; log "nginx ready")
+    # wrk: the proxy benchmark's throughput generator (a C load generator keeps the 2 cores for
+    # the proxies being measured); the bench falls back to undici without it.
+    (VIGIL_SERVICE=wrk; source "$here/lib.sh"; command -v wrk >/dev/null || apt_install wrk; log "wrk ready") \
+      || echo "[wrk] not installed (optional: the proxy bench falls back to undici)" >&2
     wait "$t"
     ;;
   up)
