@@ -14,6 +14,7 @@ import {
 } from '../rulesets/schema.ts';
 import type { HttpMethod, IntegrationKind } from './kinds/kind.ts';
 import { KINDS } from './kinds/index.ts';
+import { HEADER_NAME, RESERVED_HEADERS } from './kinds/util.ts';
 
 export const LIMITS = {
   backends: 100,
@@ -72,20 +73,6 @@ export type ParseIntegrationResult =
 
 export const SLUG = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 const IDENT = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
-// Auth may not replace the headers that frame or route the request.
-const RESERVED_HEADERS = new Set([
-  'host',
-  'content-length',
-  'transfer-encoding',
-  'connection',
-  'keep-alive',
-  'upgrade',
-  'te',
-  'trailer',
-  'content-type',
-  'idempotency-key',
-]);
 
 const RelPath = z
   .string()

@@ -4,23 +4,7 @@
 // the IETF draft, so a retried step can be recognised there.
 import { z } from 'zod';
 import type { IntegrationKind, OutboundRequest } from './kind.ts';
-import { isRecord, renderedFields, text } from './util.ts';
-
-const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
-// Framing and routing headers belong to the client: a template that set them could smuggle a
-// second request or send the call elsewhere.
-const RESERVED_HEADERS = new Set([
-  'host',
-  'content-length',
-  'transfer-encoding',
-  'connection',
-  'keep-alive',
-  'upgrade',
-  'te',
-  'trailer',
-  'proxy-authorization',
-  'expect',
-]);
+import { HEADER_NAME, RESERVED_HEADERS, isRecord, renderedFields, text } from './util.ts';
 
 const RelPath = z
   .string()

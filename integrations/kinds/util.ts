@@ -90,6 +90,29 @@ export function truncate(s: string, max: number): string {
  * specially (ServiceNow's `^`, JQL quotes): enough for the keys the workflows make,
  * `session-…:dec_…:review-default.steps[1].ticket`.
  */
+/** An HTTP header name (RFC 9110 token), bounded. */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}$/;
+
+/**
+ * Headers Vigil sets itself, never a document: the framing and routing ones (a template or an
+ * auth header that set them could smuggle a second request or send the call elsewhere), the
+ * body's type and the idempotency key. One list for auth headers and action headers alike.
+ */
+export const RESERVED_HEADERS: ReadonlySet<string> = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'upgrade',
+  'te',
+  'trailer',
+  'proxy-authorization',
+  'expect',
+  'content-type',
+  'idempotency-key',
+]);
+
 export const TOKEN_CHARS = /^[A-Za-z0-9._:@[\]-]+$/;
 /** Visible ASCII: what an HTTP header value or a free-form key field carries as is. */
 export const VISIBLE_ASCII = /^[\x21-\x7e]+$/;

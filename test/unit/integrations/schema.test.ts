@@ -138,6 +138,18 @@ describe('integration document schema', () => {
       issuesOf({ ...CONTRACT_EXAMPLE, auth: { type: 'header', name: 'Host', value: 'x' } })[0]!
         .path,
     ).toBe('auth.name');
+    // One reserved list for auth and action headers (they once differed: an auth header could
+    // set Proxy-Authorization or Expect, an action header Idempotency-Key or Content-Type).
+    for (const name of ['Proxy-Authorization', 'Expect', 'Idempotency-Key', 'Content-Type']) {
+      expect(
+        issuesOf({ ...CONTRACT_EXAMPLE, auth: { type: 'header', name, value: 'x' } })[0]?.path,
+        name,
+      ).toBe('auth.name');
+      const action = { action_id: 'a', method: 'POST', path: '/x', headers: { [name]: 'x' } };
+      expect(issuesOf({ ...CONTRACT_EXAMPLE, actions: [action] })[0]?.path, name).toMatch(
+        /^actions\[0\]\.headers/,
+      );
+    }
     const h = parseIntegration({ ...CONTRACT_EXAMPLE, auth: { type: 'hmac', secret: 's' } });
     expect(h.ok && h.value.auth).toEqual({
       type: 'hmac',
