@@ -18,7 +18,7 @@
 //
 //   node --experimental-strip-types bench/proxy.ts [--seconds 3] [--rounds 3] [--connections 32]
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os, { tmpdir } from 'node:os';
@@ -390,9 +390,94 @@ async function h2loadOpen(spec: LoadSpec, rps: number, scratch: string): Promise
   return summarize(lat, spec.seconds, 0, non2xx);
 }
 
-/** A fixed rate: h2load when installed, else the undici open loop in its own process. */
-function openLoad(spec: LoadSpec, rps: number, useH2load: boolean, scratch: string) {
-  return useH2load ? h2loadOpen(spec, rps, scratch) : inChild('open', { ...spec, rps });
+/**
+ * vegeta (scripts/vegeta.sh builds it into the cache): a constant-rate generator in Go that
+ * sends each request when it is due whether or not earlier ones have answered, on up to
+ * `connections` keep-alive connections, and times each from its send. Far lighter than the
+ * undici open loop, whose own timer and event-loop lateness was tens of ms at p99 here.
+ */
+function vegetaPath(): string | undefined {
+  const cache = process.env.VIGIL_CACHE ?? path.join(os.homedir(), '.cache', 'vigil');
+  const candidates = [
+    process.env.VIGIL_VEGETA,
+    path.join(cache, `vegeta-${process.env.VIGIL_VEGETA_VERSION ?? '12.12.0'}`, 'vegeta'),
+  ];
+  for (const c of candidates) if (c && existsSync(c)) return c;
+  return hasTool('vegeta') ? 'vegeta' : undefined;
+}
+
+async function vegetaOpen(
+  bin: string,
+  spec: LoadSpec,
+  rps: number,
+  scratch: string,
+): Promise<LoadFigures> {
+  const base = path.join(scratch, `vegeta-${Math.random().toString(36).slice(2)}`);
+  let target = `${spec.method} ${spec.url}${spec.path}\n`;
+  for (const [k, v] of Object.entries(spec.headers ?? {})) target += `${k}: ${v}\n`;
+  if (spec.body !== undefined) {
+    writeFileSync(`${base}.body`, spec.body);
+    target += `@${base}.body\n`;
+  }
+  writeFileSync(`${base}.targets`, target);
+  const attack = (seconds: number, out: string) =>
+    new Promise<void>((resolve, reject) => {
+      const p = spawn(
+        bin,
+        [
+          'attack',
+          `-targets=${base}.targets`,
+          `-rate=${rps}/s`,
+          `-duration=${seconds}s`,
+          `-connections=${spec.connections}`,
+          // Bounded: an unbounded vegeta answers a stall by opening connections and goroutines
+          // without limit, and then measures itself.
+          `-max-connections=${spec.connections * 2}`,
+          `-max-workers=${spec.connections * 2}`,
+          '-workers=8',
+          '-keepalive=true',
+          `-output=${out}`,
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      let err = '';
+      p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      p.once('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`vegeta failed: ${err}`)),
+      );
+    });
+  // Warm-up at the same rate: connections opened and the servers' code optimized before timing.
+  await attack(2, `${base}.warm`);
+  await attack(spec.seconds, `${base}.bin`);
+  // One CSV row a request: timestamp, status, latency (ns), bytes out, bytes in, error, …
+  const csv = execFileSync(bin, ['encode', '--to=csv', `${base}.bin`], {
+    maxBuffer: 512 * 1024 * 1024,
+  }).toString('utf8');
+  const lat: number[] = [];
+  let errors = 0;
+  let non2xx = 0;
+  for (const row of csv.split('\n')) {
+    const f = row.split(',');
+    if (f.length < 3) continue;
+    const status = Number(f[1]);
+    if (status === 0) errors++;
+    else if (status < 200 || status > 299) non2xx++;
+    lat.push(Number(f[2]) / 1e6);
+  }
+  return summarize(lat, spec.seconds, errors, non2xx);
+}
+
+type FixedRateGenerator = 'vegeta' | 'h2load' | 'undici';
+
+/** A fixed rate: vegeta, else h2load when installed, else the undici open loop in a process. */
+function openLoad(
+  spec: LoadSpec,
+  rps: number,
+  gen: { kind: FixedRateGenerator; bin?: string | undefined },
+  scratch: string,
+) {
+  if (gen.kind === 'vegeta') return vegetaOpen(gen.bin!, spec, rps, scratch);
+  return gen.kind === 'h2load' ? h2loadOpen(spec, rps, scratch) : inChild('open', { ...spec, rps });
 }
 
 /** Maximum throughput: closed loop, every connection sending back to back. */
@@ -438,6 +523,8 @@ http {
 }
 `,
   );
+  if (!existsSync('/usr/sbin/nginx'))
+    throw new Error('nginx is not installed: run `bash scripts/services.sh install` first');
   const proc = spawn(
     '/usr/sbin/nginx',
     ['-p', dir, '-c', 'nginx.conf', '-e', `${dir}/error.log`, '-g', 'daemon off;'],
@@ -481,7 +568,7 @@ export interface ProxyBenchOptions {
 
 export interface ProxyBenchResult {
   load_generator: 'wrk' | 'undici';
-  fixed_rate_generator: 'h2load' | 'undici';
+  fixed_rate_generator: FixedRateGenerator;
   seconds: number;
   connections: number;
   runs: Record<string, LoadFigures>;
@@ -553,7 +640,10 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
   const say = opts.progress ?? ((l: string) => process.stderr.write(`${l}\n`));
   const decide = opts.decide ?? trivialDecide();
   const useWrk = hasTool('wrk');
-  const useH2load = hasTool('h2load');
+  const vegeta = vegetaPath();
+  const fixedRate: { kind: FixedRateGenerator; bin?: string | undefined } = vegeta
+    ? { kind: 'vegeta', bin: vegeta }
+    : { kind: hasTool('h2load') ? 'h2load' : 'undici' };
   const scratch = mkdtempSync(path.join(tmpdir(), 'vigil-bench-proxy-'));
   const cleanup: (() => Promise<void>)[] = [];
   try {
@@ -729,7 +819,7 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
     const halfSamples = new Map<string, LoadFigures[]>();
     for (let n = 1; n <= rounds; n++) {
       for (const [name, spec, rps] of pairs) {
-        const r = await openLoad(spec, rps, useH2load, scratch);
+        const r = await openLoad(spec, rps, fixedRate, scratch);
         halfSamples.set(name, [...(halfSamples.get(name) ?? []), r]);
         say(`  half-load round ${n} ${line(`${name} @ ${rps}/s`, r)}`);
       }
@@ -777,7 +867,7 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
     };
     return {
       load_generator: useWrk ? 'wrk' : 'undici',
-      fixed_rate_generator: useH2load ? 'h2load' : 'undici',
+      fixed_rate_generator: fixedRate.kind,
       seconds,
       connections,
       runs,

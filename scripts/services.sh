@@ -19,6 +19,8 @@ case "${1:-}" in
     # the proxies being measured); the bench falls back to undici without it.
     (VIGIL_SERVICE=wrk; source "$here/lib.sh"; command -v wrk >/dev/null || apt_install wrk; log "wrk ready") \
       || echo "[wrk] not installed (optional: the proxy bench falls back to undici)" >&2
+    # vegeta: the proxy benchmark's fixed-rate generator for latency at half load (optional).
+    "$here/vegeta.sh" install || echo "[vegeta] not built (optional: the proxy bench falls back to undici)" >&2
     wait "$t"
     ;;
   up)
