@@ -11,7 +11,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
-import { closedLoop, openLoop, ratio, type LoadResult, type LoadTarget } from './load.ts';
+import {
+  closedLoop,
+  fixedRate,
+  fixedRateGenerator,
+  ratio,
+  type LoadResult,
+  type LoadTarget,
+} from './load.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const TOKEN = 'vgl_bench_admin_token_0123456789abcdef';
@@ -290,7 +297,7 @@ export async function runApiBench(
     const v = await startVigil(env, name);
     try {
       const max = await maxOf(v, true);
-      const half = await openLoop(
+      const half = await fixedRate(
         target(v.url, true),
         Math.max(1, Math.floor(max.rps / 2)),
         seconds,
@@ -323,6 +330,7 @@ export function printApiBench(r: ApiBenchResult, log: (s: string) => void): void
   log('POST /api/decisions (20-rule ruleset) vs bare node:http JSON server');
   log(line('anchor: bare node:http', r.anchor));
   log(line('vigil, in-process counters (max)', r.memory.max));
+  log(`  (½ max: a fixed rate from ${fixedRateGenerator()}; latency from each request's send)`);
   log(line('vigil, in-process counters (½ max)', r.memory.half));
   if (r.redis) {
     log(line('vigil, Redis counters (max)', r.redis.max));

@@ -20,7 +20,7 @@ import { request } from 'undici';
 import { startEmbeddedTemporal } from '../cli/embedded-temporal.ts';
 import { loadConfig } from '../config/config.ts';
 import { CASE_WORKFLOW } from '../workflows/contracts.ts';
-import { openLoop, type LoadResult, type LoadTarget } from './load.ts';
+import { fixedRate, fixedRateGenerator, type LoadResult, type LoadTarget } from './load.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
 const TOKEN = 'vgl_bench_handoff_token_0123456789abcdef';
@@ -272,7 +272,7 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
       body: body(`${run}${phase}`, reviewEvery),
     });
     // Warm-up (JIT, connections, SQLite pages), one case too so the worker's bundle is loaded.
-    await openLoop(target('w', 1000), rps, 2);
+    await fixedRate(target('w', 1000), rps, 2);
     await waitFor(
       'the warm-up case to open',
       async () => {
@@ -285,9 +285,9 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
       (await client.workflow.count(`WorkflowType = '${CASE_WORKFLOW}'${extra}`)).count;
     const before = await countCases();
 
-    const review0 = await openLoop(target('a'), rps, seconds);
+    const review0 = await fixedRate(target('a'), rps, seconds);
     const phaseStart = performance.now();
-    const review10 = await openLoop(target('b', 10), rps, seconds);
+    const review10 = await fixedRate(target('b', 10), rps, seconds);
     const phaseEnd = performance.now();
 
     const expected = Math.ceil((rps * seconds) / 10);
@@ -419,7 +419,7 @@ export function printHandoffBench(r: HandoffBenchResult, log: (s: string) => voi
   const processes =
     r.layout === 'start' ? 'vigil start (API + worker + relay)' : 'vigil api + vigil worker';
   log(
-    `POST /api/decisions at ${r.rps}/s for ${r.seconds} s, ${processes}, Temporal: ${r.temporal}`,
+    `POST /api/decisions at ${r.rps}/s for ${r.seconds} s (${fixedRateGenerator()}), ${processes}, Temporal: ${r.temporal}`,
   );
   log(line('0% REVIEW (anchor)', r.review0));
   log(line('10% REVIEW (handed off)', r.review10));

@@ -2,6 +2,10 @@
 // Two modes: closed loop (N connections each sending back to back: max throughput) and open
 // loop (a fixed request rate: latency at a given load, free of coordinated omission because
 // each request's latency counts from its scheduled start, not from when a connection freed up).
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
@@ -167,4 +171,125 @@ export async function openLoop(
 
 export function ratio(a: number, b: number): string {
   return b > 0 ? (a / b).toFixed(2) : 'n/a';
+}
+
+/**
+ * vegeta (scripts/vegeta.sh builds it into the cache; VIGIL_VEGETA names another): a
+ * constant-rate generator in Go. Where it is installed the open-loop figures come from it: it
+ * sends each request when due on its own threads and times it from the send, so a GC pause or a
+ * late timer in this Node process (1–6 ms at p99 on a busy 2-core machine) no longer lands in
+ * the figures of the server under test.
+ */
+export function vegetaBin(): string | undefined {
+  const cache = process.env.VIGIL_CACHE ?? path.join(os.homedir(), '.cache', 'vigil');
+  const candidates = [
+    process.env.VIGIL_VEGETA,
+    path.join(cache, `vegeta-${process.env.VIGIL_VEGETA_VERSION ?? '12.12.0'}`, 'vegeta'),
+  ];
+  for (const c of candidates) if (c && existsSync(c)) return c;
+  try {
+    execFileSync('sh', ['-c', 'command -v vegeta'], { stdio: 'ignore' });
+    return 'vegeta';
+  } catch {
+    return undefined;
+  }
+}
+
+/** One vegeta attack: `rps` for `seconds`, each request from `t` (bodies vary by index). */
+export async function vegetaOpenLoop(
+  bin: string,
+  t: LoadTarget,
+  rps: number,
+  seconds: number,
+  connections = 64,
+): Promise<LoadResult> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigil-vegeta-'));
+  try {
+    const total = Math.max(1, Math.round(rps * seconds));
+    const header: Record<string, string[]> = {};
+    for (const [k, v] of Object.entries(t.headers ?? {})) header[k] = [v];
+    const url = `${t.url}${t.path}`;
+    const lines: string[] = [];
+    for (let i = 0; i < total; i++) {
+      const body = t.body?.(i);
+      lines.push(
+        JSON.stringify({
+          method: t.method ?? 'GET',
+          url,
+          header,
+          ...(body === undefined ? {} : { body: Buffer.from(body).toString('base64') }),
+        }),
+      );
+    }
+    writeFileSync(path.join(dir, 'targets.json'), `${lines.join('\n')}\n`);
+    const out = path.join(dir, 'results.bin');
+    const t0 = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn(
+        bin,
+        [
+          'attack',
+          '-format=json',
+          `-targets=${path.join(dir, 'targets.json')}`,
+          `-rate=${rps}/s`,
+          `-duration=${seconds}s`,
+          `-connections=${connections}`,
+          // Bounded: an unbounded vegeta answers a stall by opening connections and goroutines
+          // without limit, and then measures itself.
+          `-max-connections=${connections * 2}`,
+          `-max-workers=${connections * 2}`,
+          '-workers=8',
+          '-timeout=10s',
+          `-output=${out}`,
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      let err = '';
+      p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      p.once('error', reject);
+      p.once('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`vegeta failed (${code}): ${err}`)),
+      );
+    });
+    const elapsed = (performance.now() - t0) / 1000;
+    // One CSV row a request: timestamp, status, latency (ns), bytes out, bytes in, error, …
+    const csv = execFileSync(bin, ['encode', '--to=csv', out], {
+      maxBuffer: 1024 * 1024 * 1024,
+    }).toString('utf8');
+    const lat: number[] = [];
+    const statuses: Record<number, number> = {};
+    let errors = 0;
+    for (const row of csv.split('\n')) {
+      const f = row.split(',', 3);
+      if (f.length < 3) continue;
+      const code = Number(f[1]);
+      if (code === 0 || code >= 500) errors++;
+      if (code !== 0) statuses[code] = (statuses[code] ?? 0) + 1;
+      lat.push(Number(f[2]) / 1e6);
+    }
+    const res = summarize(lat, errors, statuses, Math.min(elapsed, seconds));
+    // vegeta times from the send, and sends on schedule while it has a free worker.
+    res.sent = { p50_ms: res.p50_ms, p90_ms: res.p90_ms, p99_ms: res.p99_ms, max_ms: res.max_ms };
+    return res;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The open loop from vegeta when it is installed (BENCH_GENERATOR=undici forces undici). */
+export function fixedRate(
+  t: LoadTarget,
+  rps: number,
+  seconds: number,
+  connections = 64,
+): Promise<LoadResult> {
+  const bin = process.env.BENCH_GENERATOR === 'undici' ? undefined : vegetaBin();
+  return bin
+    ? vegetaOpenLoop(bin, t, rps, seconds, connections)
+    : openLoop(t, rps, seconds, connections);
+}
+
+/** Which fixed-rate generator fixedRate() uses here. */
+export function fixedRateGenerator(): 'vegeta' | 'undici' {
+  return process.env.BENCH_GENERATOR !== 'undici' && vegetaBin() ? 'vegeta' : 'undici';
 }

@@ -34,6 +34,7 @@ import { authzRoutes } from '../proxy/authz.ts';
 import { compileRoutesDocument } from '../proxy/inline/config.ts';
 import { createInlineProxy } from '../proxy/inline/server.ts';
 import { silentLogger, type DecideFn } from '../proxy/inline/types.ts';
+import { vegetaBin, vegetaOpenLoop } from './load.ts';
 import { IpcCounterStore, serveCount } from '../storage/counters/ipc.ts';
 import { MemoryCounterStore } from '../storage/counters/memory.ts';
 
@@ -391,80 +392,32 @@ async function h2loadOpen(spec: LoadSpec, rps: number, scratch: string): Promise
 }
 
 /**
- * vegeta (scripts/vegeta.sh builds it into the cache): a constant-rate generator in Go that
- * sends each request when it is due whether or not earlier ones have answered, on up to
- * `connections` keep-alive connections, and times each from its send. Far lighter than the
- * undici open loop, whose own timer and event-loop lateness was tens of ms at p99 here.
+ * vegeta (bench/load.ts): a constant-rate generator in Go, far lighter than the undici open loop,
+ * whose own timer and event-loop lateness was tens of ms at p99 here. Warmed up at the same rate
+ * first, so connections are open and the servers' code optimized before timing.
  */
-function vegetaPath(): string | undefined {
-  const cache = process.env.VIGIL_CACHE ?? path.join(os.homedir(), '.cache', 'vigil');
-  const candidates = [
-    process.env.VIGIL_VEGETA,
-    path.join(cache, `vegeta-${process.env.VIGIL_VEGETA_VERSION ?? '12.12.0'}`, 'vegeta'),
-  ];
-  for (const c of candidates) if (c && existsSync(c)) return c;
-  return hasTool('vegeta') ? 'vegeta' : undefined;
-}
-
-async function vegetaOpen(
-  bin: string,
-  spec: LoadSpec,
-  rps: number,
-  scratch: string,
-): Promise<LoadFigures> {
-  const base = path.join(scratch, `vegeta-${Math.random().toString(36).slice(2)}`);
-  let target = `${spec.method} ${spec.url}${spec.path}\n`;
-  for (const [k, v] of Object.entries(spec.headers ?? {})) target += `${k}: ${v}\n`;
-  if (spec.body !== undefined) {
-    writeFileSync(`${base}.body`, spec.body);
-    target += `@${base}.body\n`;
-  }
-  writeFileSync(`${base}.targets`, target);
-  const attack = (seconds: number, out: string) =>
-    new Promise<void>((resolve, reject) => {
-      const p = spawn(
-        bin,
-        [
-          'attack',
-          `-targets=${base}.targets`,
-          `-rate=${rps}/s`,
-          `-duration=${seconds}s`,
-          `-connections=${spec.connections}`,
-          // Bounded: an unbounded vegeta answers a stall by opening connections and goroutines
-          // without limit, and then measures itself.
-          `-max-connections=${spec.connections * 2}`,
-          `-max-workers=${spec.connections * 2}`,
-          '-workers=8',
-          '-keepalive=true',
-          `-output=${out}`,
-        ],
-        { stdio: ['ignore', 'ignore', 'pipe'] },
-      );
-      let err = '';
-      p.stderr.on('data', (c: Buffer) => (err += c.toString()));
-      p.once('exit', (code) =>
-        code === 0 ? resolve() : reject(new Error(`vegeta failed: ${err}`)),
-      );
-    });
-  // Warm-up at the same rate: connections opened and the servers' code optimized before timing.
-  await attack(2, `${base}.warm`);
-  await attack(spec.seconds, `${base}.bin`);
-  // One CSV row a request: timestamp, status, latency (ns), bytes out, bytes in, error, …
-  const csv = execFileSync(bin, ['encode', '--to=csv', `${base}.bin`], {
-    maxBuffer: 512 * 1024 * 1024,
-  }).toString('utf8');
-  const lat: number[] = [];
-  let errors = 0;
+async function vegetaOpen(bin: string, spec: LoadSpec, rps: number): Promise<LoadFigures> {
+  const t = {
+    url: spec.url,
+    method: spec.method,
+    path: spec.path,
+    headers: spec.headers ?? {},
+    ...(spec.body !== undefined ? { body: () => spec.body! } : {}),
+  };
+  await vegetaOpenLoop(bin, t, rps, 2, spec.connections);
+  const r = await vegetaOpenLoop(bin, t, rps, spec.seconds, spec.connections);
   let non2xx = 0;
-  for (const row of csv.split('\n')) {
-    const f = row.split(',');
-    if (f.length < 3) continue;
-    const status = Number(f[1]);
-    if (status === 0) errors++;
-    else if (status < 200 || status > 299) non2xx++;
-    lat.push(Number(f[2]) / 1e6);
-  }
-  return summarize(lat, spec.seconds, errors, non2xx);
+  for (const [code, n] of Object.entries(r.statuses)) if (!code.startsWith('2')) non2xx += n;
+  return {
+    requests: r.requests,
+    rps: r.rps,
+    errors: r.errors,
+    non2xx,
+    p50_ms: r.p50_ms,
+    p90_ms: r.p90_ms,
+    p99_ms: r.p99_ms,
+    max_ms: r.max_ms,
+  };
 }
 
 type FixedRateGenerator = 'vegeta' | 'h2load' | 'undici';
@@ -476,7 +429,7 @@ function openLoad(
   gen: { kind: FixedRateGenerator; bin?: string | undefined },
   scratch: string,
 ) {
-  if (gen.kind === 'vegeta') return vegetaOpen(gen.bin!, spec, rps, scratch);
+  if (gen.kind === 'vegeta') return vegetaOpen(gen.bin!, spec, rps);
   return gen.kind === 'h2load' ? h2loadOpen(spec, rps, scratch) : inChild('open', { ...spec, rps });
 }
 
@@ -640,7 +593,7 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
   const say = opts.progress ?? ((l: string) => process.stderr.write(`${l}\n`));
   const decide = opts.decide ?? trivialDecide();
   const useWrk = hasTool('wrk');
-  const vegeta = vegetaPath();
+  const vegeta = vegetaBin();
   const fixedRate: { kind: FixedRateGenerator; bin?: string | undefined } = vegeta
     ? { kind: 'vegeta', bin: vegeta }
     : { kind: hasTool('h2load') ? 'h2load' : 'undici' };

@@ -6,7 +6,6 @@ import nodeCluster, { type Worker as ClusterWorker } from 'node:cluster';
 import { setPriority } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { Connection } from '@temporalio/client';
 import { RESOLVE_REFUSED, resolveUpdate } from '../workflows/contracts.ts';
 import type { Config } from '../config/config.ts';
 import { ActiveRulesets } from '../decisions/active-rulesets.ts';
@@ -57,8 +56,7 @@ import { requestEvent, requestKey } from '../storage/events/schemas.ts';
 import { SQLITE_FILE, openStore, type Store } from '../storage/store.ts';
 import { ADMIN_TOKEN_FILE } from './client.ts';
 import { startDemoDesk, startDemoOrigin } from './demo-origin.ts';
-import { startEmbeddedTemporal, type EmbeddedTemporal } from './embedded-temporal.ts';
-import { startWorkerRole } from './worker-role.ts';
+import type { EmbeddedTemporal } from './embedded-temporal.ts';
 
 export interface Roles {
   api: boolean;
@@ -288,6 +286,8 @@ export async function buildRuntime(
       required: false,
       check: async () => {
         if (!opts.temporalAddress) return { state: 'disabled', detail: 'TEMPORAL_ADDRESS unset' };
+        // Loaded here, not with this module: an API that never meets Temporal never loads it.
+        const { Connection } = await import('@temporalio/client');
         const c = await Connection.connect({ address: opts.temporalAddress, connectTimeout: 500 });
         try {
           await c.workflowService.describeNamespace({ namespace: config.temporal.namespace });
@@ -571,6 +571,7 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   let embedded: EmbeddedTemporal | undefined;
   let temporalAddress = config.temporal.address;
   if (!temporalAddress && roles.embedded) {
+    const { startEmbeddedTemporal } = await import('./embedded-temporal.ts');
     embedded = await startEmbeddedTemporal({
       bin: config.temporalBin,
       dataDir: config.dataDir,
@@ -678,6 +679,8 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   }
   if (roles.worker) {
     if (temporalAddress) {
+      // The Temporal worker (its native core and bundler) loads only in a process that runs it.
+      const { startWorkerRole } = await import('./worker-role.ts');
       const stopWorker = await startWorkerRole(
         rt,
         { address: temporalAddress, namespace: config.temporal.namespace },

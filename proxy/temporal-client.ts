@@ -2,7 +2,9 @@
 // on first use, under a short connect timeout, and again after a transport failure; every call
 // runs under a deadline, so an unreachable Temporal costs a caller about a second and a 503,
 // never a hang (the SDK's own retry interceptor would otherwise retry UNAVAILABLE for long).
-import { Client, Connection } from '@temporalio/client';
+// The SDK's client (~12 MB of heap: its protobuf classes) is loaded on the first call, so an API
+// that never reads a case never carries it through every garbage collection.
+import type { Client, Connection } from '@temporalio/client';
 
 /** gRPC status codes that mean "Temporal is not there" rather than "the call was refused". */
 const GRPC_UNAVAILABLE = 14;
@@ -59,17 +61,16 @@ export function lazyTemporalClient(opts: {
   function connect(): Promise<Connected> {
     if (closed) return Promise.reject(new TemporalUnavailable('the Temporal client is closed'));
     if (current) return current;
-    const p = Connection.connect({ address: opts.address, connectTimeout }).then(
-      (connection) => ({
-        connection,
-        client: new Client({ connection, namespace: opts.namespace }),
-      }),
-      (err: unknown) => {
+    const p = import('@temporalio/client')
+      .then(async (sdk) => {
+        const connection = await sdk.Connection.connect({ address: opts.address, connectTimeout });
+        return { connection, client: new sdk.Client({ connection, namespace: opts.namespace }) };
+      })
+      .catch((err: unknown) => {
         throw new TemporalUnavailable(`Temporal at ${opts.address} did not answer`, {
           cause: err,
         });
-      },
-    );
+      });
     current = p;
     // A failed connect is forgotten at once: the next caller tries again.
     p.catch(() => {

@@ -12,7 +12,7 @@
 // - `status=open`: running and not resolved (escalated cases are open). `status=resolved`:
 //   resolved, still running its on_resolution steps or completed. No status: every case.
 import { createHmac, timingSafeEqual } from 'node:crypto';
-import { defaultPayloadConverter, type Client } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { CASE_WORKFLOW, caseQuery, type CaseView } from '../../workflows/contracts.ts';
@@ -77,11 +77,25 @@ function isoOf(ts: RawTimestamp | null | undefined): string | null {
   return new Date(seconds * 1000 + Math.floor((ts.nanos ?? 0) / 1e6)).toISOString();
 }
 
+/**
+ * A memo value as the workflow wrote it: the SDK's default converter stores strings as
+ * `json/plain` payloads (UTF-8 JSON). Decoded here rather than through the SDK's converter, which
+ * would load the whole client (its protobuf classes) into every API process before the first
+ * Temporal call; another encoding reads as undefined.
+ */
+function jsonPayload(payload: unknown): unknown {
+  const p = payload as { metadata?: Record<string, Uint8Array> | null; data?: Uint8Array | null };
+  const encoding = p.metadata?.encoding;
+  if (!encoding || Buffer.from(encoding).toString('utf8') !== 'json/plain' || !p.data)
+    return undefined;
+  return JSON.parse(Buffer.from(p.data).toString('utf8')) as unknown;
+}
+
 function memoStatus(fields: Record<string, unknown> | null | undefined): CaseSummary['status'] {
   const payload = fields?.case_status;
   if (!payload) return 'unknown';
   try {
-    const v = defaultPayloadConverter.fromPayload(payload);
+    const v = jsonPayload(payload);
     return typeof v === 'string' && CASE_STATUSES.has(v) ? (v as CaseSummary['status']) : 'unknown';
   } catch {
     return 'unknown';

@@ -2,9 +2,14 @@
 // otherwise, both behind the same bounded buffer (CONTRACT §6, docs/events.md).
 import type { Registry } from 'prom-client';
 import { FileTransport } from './file.ts';
-import { KafkaTransport, type KafkaEventOptions } from './kafka.ts';
-import { BufferedEventSink, type BufferOptions } from './sink.ts';
+import {
+  BufferedEventSink,
+  type BufferOptions,
+  type BufferedEvent,
+  type EventTransport,
+} from './sink.ts';
 import { KafkaThreadTransport } from './thread.ts';
+import type { KafkaEventOptions } from './topics.ts';
 
 export interface CreateEventSinkOptions {
   /** Set (with at least one broker) to publish to Kafka; otherwise events go to `<dataDir>/events/`. */
@@ -25,11 +30,40 @@ export interface CreateEventSinkOptions {
   kafkaThread?: boolean | undefined;
 }
 
+/**
+ * The Kafka client on the calling thread (`kafkaThread: false`), loaded when the sink is made
+ * rather than with this module: a process that writes the local file never loads it.
+ */
+class InlineKafkaTransport implements EventTransport {
+  readonly name = 'kafka' as const;
+  readonly #real: Promise<EventTransport>;
+  #loaded: EventTransport | undefined;
+
+  constructor(opts: KafkaEventOptions) {
+    if (opts.brokers.length === 0) throw new Error('kafka: no brokers');
+    this.#real = import('./kafka.ts').then((m) => (this.#loaded = new m.KafkaTransport(opts)));
+    // A load failure surfaces on the first send (and is retried by the sink like any other).
+    this.#real.catch(() => {});
+  }
+
+  async send(batch: readonly BufferedEvent[]): Promise<void> {
+    return (await this.#real).send(batch);
+  }
+
+  isPermanent(err: unknown): boolean {
+    return this.#loaded?.isPermanent?.(err) ?? false;
+  }
+
+  async close(): Promise<void> {
+    await (await this.#real.catch(() => undefined))?.close();
+  }
+}
+
 export function createEventSink(opts: CreateEventSinkOptions): BufferedEventSink {
   const useKafka = opts.kafka !== undefined && opts.kafka.brokers.length > 0;
   const transport = useKafka
     ? opts.kafkaThread === false
-      ? new KafkaTransport(opts.kafka!)
+      ? new InlineKafkaTransport(opts.kafka!)
       : new KafkaThreadTransport(opts.kafka!)
     : new FileTransport({ dataDir: opts.dataDir, maxFileBytes: opts.maxFileBytes });
   return new BufferedEventSink(transport, {
@@ -54,7 +88,7 @@ export {
   type EventTransport,
 } from './sink.ts';
 export { KafkaThreadTransport } from './thread.ts';
-export { KafkaTransport, allTopicNames, kafkaTopicNames, type KafkaEventOptions } from './kafka.ts';
+export { allTopicNames, kafkaTopicNames, type KafkaEventOptions } from './topics.ts';
 export { EVENTS_DIR, FileTransport, eventFileName, eventLines, listEventFiles } from './file.ts';
 export * from './schemas.ts';
 export {

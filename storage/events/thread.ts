@@ -5,7 +5,7 @@
 // transfers it (no copy across the boundary); the worker runs the real KafkaTransport.
 import { Buffer } from 'node:buffer';
 import { Worker } from 'node:worker_threads';
-import type { KafkaEventOptions } from './kafka.ts';
+import type { KafkaEventOptions } from './topics.ts';
 import { EVENT_TOPICS, type BufferedEvent, type EventTopic, type EventTransport } from './sink.ts';
 
 /** Main → worker. */
