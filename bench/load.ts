@@ -36,6 +36,32 @@ export interface LoadResult {
    */
   sent?: { p50_ms: number; p90_ms: number; p99_ms: number; max_ms: number };
   send_late_p99_ms?: number;
+  /** Open loop only: every latency from the send, ms, to pool several runs (pooledSent()). */
+  sent_samples_ms?: number[];
+  /** Beside sent_samples_ms: each request's index (the `i` its body was made from), -1 unknown. */
+  sent_samples_index?: number[];
+}
+
+/**
+ * Percentiles over the from-send latencies of several open-loop runs taken together; with
+ * `keep`, only the requests whose index it accepts (e.g. the REVIEWs of a mixed load).
+ */
+export function pooledSent(runs: LoadResult[], keep?: (i: number) => boolean): LoadResult {
+  const lat = runs.flatMap((r) =>
+    (r.sent_samples_ms ?? []).filter((_, k) => !keep || keep(r.sent_samples_index?.[k] ?? -1)),
+  );
+  const statuses: Record<number, number> = {};
+  for (const r of runs)
+    for (const [k, v] of Object.entries(r.statuses))
+      statuses[Number(k)] = (statuses[Number(k)] ?? 0) + v;
+  const res = summarize(
+    lat,
+    runs.reduce((n, r) => n + r.errors, 0),
+    statuses,
+    runs.reduce((n, r) => n + r.seconds, 0),
+  );
+  res.sent = { p50_ms: res.p50_ms, p90_ms: res.p90_ms, p99_ms: res.p99_ms, max_ms: res.max_ms };
+  return res;
 }
 
 function percentile(sorted: Float64Array, p: number): number {
@@ -139,6 +165,7 @@ export async function openLoop(
   const interval = 1000 / rps;
   const lat: number[] = [];
   const fromSend: number[] = [];
+  const fromSendIndex: number[] = [];
   const late: number[] = [];
   const statuses: Record<number, number> = {};
   let errors = 0;
@@ -156,6 +183,7 @@ export async function openLoop(
         const now = performance.now();
         lat.push(now - scheduled);
         fromSend.push(now - sent);
+        fromSendIndex.push(i);
       }),
     );
     if (inflight.length > 4096) await Promise.all(inflight.splice(0, 2048));
@@ -164,6 +192,8 @@ export async function openLoop(
   const res = summarize(lat, errors, statuses, (performance.now() - start) / 1000);
   const s = summarize(fromSend, errors, statuses, 1);
   res.sent = { p50_ms: s.p50_ms, p90_ms: s.p90_ms, p99_ms: s.p99_ms, max_ms: s.max_ms };
+  res.sent_samples_ms = fromSend;
+  res.sent_samples_index = fromSendIndex;
   res.send_late_p99_ms = summarize(late, 0, {}, 1).p99_ms;
   await pool.close();
   return res;
@@ -257,19 +287,24 @@ export async function vegetaOpenLoop(
       maxBuffer: 1024 * 1024 * 1024,
     }).toString('utf8');
     const lat: number[] = [];
+    const seqs: number[] = [];
     const statuses: Record<number, number> = {};
     let errors = 0;
     for (const row of csv.split('\n')) {
-      const f = row.split(',', 3);
+      const f = row.split(',');
       if (f.length < 3) continue;
       const code = Number(f[1]);
       if (code === 0 || code >= 500) errors++;
       if (code !== 0) statuses[code] = (statuses[code] ?? 0) + 1;
       lat.push(Number(f[2]) / 1e6);
+      // The request's index in the targets (`seq`), when the error field held no comma.
+      seqs.push(f.length === 12 ? Number(f[8]) % total : -1);
     }
     const res = summarize(lat, errors, statuses, Math.min(elapsed, seconds));
     // vegeta times from the send, and sends on schedule while it has a free worker.
     res.sent = { p50_ms: res.p50_ms, p90_ms: res.p90_ms, p99_ms: res.p99_ms, max_ms: res.max_ms };
+    res.sent_samples_ms = lat;
+    res.sent_samples_index = seqs;
     return res;
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -11,7 +11,7 @@ import type { Config } from '../config/config.ts';
 import { ActiveRulesets } from '../decisions/active-rulesets.ts';
 import type { DecideDeps } from '../decisions/decide.ts';
 import { decide } from '../decisions/decide.ts';
-import type { DecisionRecord, RulesetRow } from '../decisions/ports.ts';
+import type { DecisionRecord, HandoffItem, RulesetRow } from '../decisions/ports.ts';
 import type { DecisionOutcome } from '../rulesets/ports.ts';
 import { DecisionRequest } from '../decisions/request.ts';
 import { buildApp, type App, type AppOptions, type HealthCheck } from '../proxy/app.ts';
@@ -49,7 +49,7 @@ import { PlaybookSchema } from '../rulesets/playbook.ts';
 import { BlacklistIndex } from '../storage/blacklist-index.ts';
 import { MemoryCounterStore } from '../storage/counters/memory.ts';
 import { RedisCounterStore } from '../storage/counters/redis.ts';
-import { DecisionLog } from '../storage/decision-log.ts';
+import { DecisionLog, insertOf } from '../storage/decision-log.ts';
 import { SqliteDecisionWriter } from '../storage/decision-log-thread.ts';
 import { createEventSink } from '../storage/events/index.ts';
 import { requestEvent, requestKey } from '../storage/events/schemas.ts';
@@ -57,6 +57,7 @@ import { SQLITE_FILE, openStore, type Store } from '../storage/store.ts';
 import { ADMIN_TOKEN_FILE } from './client.ts';
 import { startDemoDesk, startDemoOrigin } from './demo-origin.ts';
 import type { EmbeddedTemporal } from './embedded-temporal.ts';
+import { superviseWorkerRole, type WorkerChild } from './worker-child.ts';
 
 export interface Roles {
   api: boolean;
@@ -201,6 +202,17 @@ export async function buildRuntime(
       enqueue: async (item) => {
         await store.enqueue({ kind: 'case_decision', key: item.workflow_id, payload: item });
       },
+      // Embedded store: the handoff and the record in one COMMIT on the writer thread.
+      ...(logWriter
+        ? {
+            enqueueWithRecord: (item: HandoffItem, record: DecisionRecord) =>
+              logWriter.insertWithHandoff(insertOf(record), {
+                kind: 'case_decision',
+                key: item.workflow_id,
+                payload: item,
+              }),
+          }
+        : {}),
     },
     events,
     secretKey,
@@ -599,6 +611,20 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
       });
     },
   };
+  let workerChild: WorkerChild | undefined;
+  const workerChildHealth: HealthCheck = {
+    name: 'worker_process',
+    required: false,
+    check: () => {
+      const pid = workerChild?.pid();
+      return Promise.resolve({
+        state: !workerChild ? 'disabled' : pid ? 'up' : 'degraded',
+        detail: workerChild
+          ? `${pid ? `pid ${pid}` : 'restarting'}; ${workerChild.restarts()} restarts`
+          : 'not started',
+      });
+    },
+  };
   const demo = config.demo && roles.embedded;
   let desk: { url: string; close(): Promise<void> } | undefined;
   if (demo) {
@@ -610,7 +636,10 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   const rt = await buildRuntime(config, {
     serveApi: roles.api,
     temporalAddress,
-    health: proxyWorkers > 1 ? [workersHealth] : [],
+    health: [
+      ...(proxyWorkers > 1 ? [workersHealth] : []),
+      ...(roles.worker && roles.api ? [workerChildHealth] : []),
+    ],
     ...(proxyWorkers > 1
       ? { metricsFrom: () => (cluster ? workerMetrics() : Promise.resolve([])) }
       : {}),
@@ -623,8 +652,12 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   }
 
   await rt.app.listen({ port: config.apiPort, host: config.host });
+  const bound = rt.app.server.address();
+  const apiPort = bound && typeof bound === 'object' ? bound.port : config.apiPort;
   log(
-    `API on http://${config.host}:${config.apiPort} (/api, /healthz, /readyz, /metrics, /openapi.json)`,
+    roles.api
+      ? `API on http://${config.host}:${apiPort} (/api, /healthz, /readyz, /metrics, /openapi.json)`
+      : `health and metrics on http://${config.host}:${apiPort} (/healthz, /readyz, /metrics)`,
   );
 
   if (roles.proxy) {
@@ -677,7 +710,26 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
       log('proxy not started: set VIGIL_CONFIG to a routes file');
     }
   }
-  if (roles.worker) {
+  if (roles.worker && roles.api) {
+    // `vigil start`: the worker role in a process of its own (cli/worker-child.ts), off the
+    // event loop that answers decisions.
+    if (temporalAddress) {
+      const child = (workerChild = superviseWorkerRole({
+        env: {
+          TEMPORAL_ADDRESS: temporalAddress,
+          VIGIL_EGRESS_ALLOW: config.egressAllow.join(','),
+          // Its health endpoints on a port of its own choosing; nothing else listens there.
+          API_PORT: '0',
+          VIGIL_DEMO: '0',
+        },
+        log,
+      }));
+      closers.unshift(() => child.stop());
+      log(`worker role in process ${child.pid() ?? '?'} (Temporal ${temporalAddress})`);
+    } else {
+      log('worker not started: TEMPORAL_ADDRESS is unset (risky decisions wait in the outbox)');
+    }
+  } else if (roles.worker) {
     if (temporalAddress) {
       // The Temporal worker (its native core and bundler) loads only in a process that runs it.
       const { startWorkerRole } = await import('./worker-role.ts');
@@ -705,7 +757,13 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
       log(`${sig}: shutting down`);
       resolve();
     };
-    process.once('SIGINT', () => stop('SIGINT'));
+    if (config.supervised) {
+      // Forked by `vigil start`: its parent stops it (SIGTERM) in order; a Ctrl-C to the
+      // process group is the parent's to act on, and a parent that is gone ends it.
+      process.on('SIGINT', () => {});
+      if (!process.connected) stop('parent gone');
+      else process.once('disconnect', () => stop('parent gone'));
+    } else process.once('SIGINT', () => stop('SIGINT'));
     process.once('SIGTERM', () => stop('SIGTERM'));
   });
   for (const close of closers) {
@@ -714,6 +772,11 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
     } catch (err) {
       console.error('[vigil] close failed:', err);
     }
+  }
+  // The IPC channel to the parent would keep a supervised process alive after everything closed.
+  if (config.supervised) {
+    process.removeAllListeners('disconnect');
+    process.disconnect?.();
   }
   return 0;
 }

@@ -70,6 +70,7 @@ const Env = z.object({
     z.coerce.number().int().min(1).max(512).optional(),
   ),
   VIGIL_CACHE: optionalString,
+  VIGIL_SUPERVISED: z.preprocess(blankToUndefined, z.enum(['0', '1']).default('0')),
   HOME: optionalString,
 });
 
@@ -102,6 +103,11 @@ export interface Config {
   proxyWorkers: number | undefined;
   /** For the client commands (`vigil decide` …): the token and the API to call. */
   client: { token: string | undefined; apiUrl: string | undefined };
+  /**
+   * VIGIL_SUPERVISED=1: set by `vigil start` on the worker process it forks (cli/worker-child.ts):
+   * SIGINT is ignored and the process stops when its parent goes.
+   */
+  supervised: boolean;
 }
 
 /** Must match scripts/temporal.sh: the binary it builds and caches. */
@@ -141,6 +147,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     client: { token: e.VIGIL_TOKEN, apiUrl: e.VIGIL_API_URL },
     counterTimeoutMs: e.VIGIL_COUNTER_TIMEOUT_MS,
     proxyWorkers: e.VIGIL_PROXY_WORKERS,
+    supervised: e.VIGIL_SUPERVISED === '1',
     eventsRedact: e.VIGIL_EVENTS_REDACT,
     temporalBin:
       e.VIGIL_TEMPORAL_BIN ??
@@ -150,4 +157,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
         'temporal',
       ),
   };
+}
+
+/** This process's environment with `extra` laid over it: for a Vigil process this one forks. */
+export function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  return { ...process.env, ...extra };
 }

@@ -201,7 +201,7 @@ export async function decide(
       // at. elapsed_ms is the time to the decision, before these writes.
       response.elapsed_ms = round(deps.clock() - t0);
       const { metadata: _metadata, ...contextData } = ctx;
-      const handoff = deps.outbox.enqueue({
+      const item = {
         workflow_id: workflowId,
         decision_id: id,
         decision,
@@ -212,14 +212,19 @@ export async function decide(
         occurred_at: occurredAt,
         context_data: contextData,
         ...(result?.pending?.length ? { pending: result.pending } : {}),
-      });
-      // A failed handoff fails the answer (nothing acknowledged, nothing recorded).
-      await handoff;
-      if (deps.log.appendDurable) {
-        // Failing now (after the handoff), the record stays with the batched writer and its
-        // retries: the answer stands, since its case is already safe.
-        await deps.log.appendDurable(record).catch(() => {});
-      } else deps.log.append(record);
+      };
+      if (deps.outbox.enqueueWithRecord) {
+        // One transaction; a failure fails the answer (nothing acknowledged, nothing recorded).
+        await deps.outbox.enqueueWithRecord(item, record);
+      } else {
+        // A failed handoff fails the answer (nothing acknowledged, nothing recorded).
+        await deps.outbox.enqueue(item);
+        if (deps.log.appendDurable) {
+          // Failing now (after the handoff), the record stays with the batched writer and its
+          // retries: the answer stands, since its case is already safe.
+          await deps.log.appendDurable(record).catch(() => {});
+        } else deps.log.append(record);
+      }
     } else {
       response.elapsed_ms = round(deps.clock() - t0);
       deps.log.append(record);

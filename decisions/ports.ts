@@ -58,6 +58,11 @@ export interface HandoffItem {
 export interface OutboxPort {
   /** Durable before it resolves: a decision acknowledged with a workflow id is never lost. */
   enqueue(item: HandoffItem): Promise<void>;
+  /**
+   * The handoff and the decision's record in one transaction, both durable when it resolves
+   * (where the store can): used instead of `enqueue` plus `DecisionLogPort.appendDurable`.
+   */
+  enqueueWithRecord?(item: HandoffItem, record: DecisionRecord): Promise<void>;
 }
 
 export type Topic = 'vigil.decisions' | 'vigil.requests' | 'vigil.actions';

@@ -305,7 +305,8 @@ function isOutage(err: unknown): boolean {
   return err instanceof StoreError && (err.code === 'unavailable' || err.code === 'closed');
 }
 
-function insertOf(r: DecisionLogRecord): DecisionInsert {
+/** The row a record is stored as. */
+export function insertOf(r: DecisionLogRecord): DecisionInsert {
   const res = r.response;
   return {
     id: res.id,

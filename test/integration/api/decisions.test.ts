@@ -1,4 +1,7 @@
+import path from 'node:path';
+import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { SQLITE_FILE } from '../../../storage/store.ts';
 import { ADMIN, auth, injectJson, startRuntime, type Method } from './helpers.ts';
 
 type Rt = Awaited<ReturnType<typeof startRuntime>>;
@@ -78,6 +81,40 @@ describe('decisions API (embedded store)', () => {
     // A risky decision is handed off durably before the answer.
     const outbox = await rt.store.outboxStats();
     expect(outbox.size).toBeGreaterThanOrEqual(1);
+  });
+
+  it('stores a risky decision with its handoff before answering, or answers with an error', async () => {
+    const body = {
+      context: 'checkout',
+      transaction: { amount: 150000, currency: 'EUR' },
+      credential: card('0005'),
+      device: { session: 'sess_durable' },
+    };
+    const before = (await rt.store.outboxStats()).size;
+    const r = await json('POST', '/api/decisions', body);
+    expect(r.body.decision).toBe('REVIEW');
+    // On the store already (no flush of the batched log): written in the handoff's transaction.
+    expect((await rt.store.getDecision(r.body.id))?.decision).toBe('REVIEW');
+    expect((await rt.store.outboxStats()).size).toBe(before + 1);
+
+    // The embedded store refuses outbox rows (a real fault, from another connection): the
+    // decision is not acknowledged and nothing of it is stored.
+    const db = new Database(path.join(rt.dir, SQLITE_FILE));
+    db.exec(
+      `CREATE TRIGGER refuse_outbox BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'refused'); END`,
+    );
+    try {
+      const failed = await json('POST', '/api/decisions', { ...body, device: { session: 's2' } });
+      expect(failed.status).toBeGreaterThanOrEqual(500);
+      expect(failed.body.decision).toBeUndefined();
+      await rt.log.flush();
+      const stored = await rt.store.listDecisions({ limit: 10_000 });
+      expect(stored.filter((d) => d.session === 's2')).toHaveLength(0);
+      expect((await rt.store.outboxStats()).size).toBe(before + 1);
+    } finally {
+      db.exec('DROP TRIGGER refuse_outbox');
+      db.close();
+    }
   });
 
   it('counts velocity exactly and blocks card testing; dry_run does not count', async () => {
