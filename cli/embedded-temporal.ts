@@ -2,7 +2,7 @@
 // built by scripts/temporal.sh, its SQLite file in the data dir so cases survive restarts.
 // Its address goes to <dataDir>/temporal.address so `vigil worker`/`api` started alone find it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -15,6 +15,7 @@ export interface EmbeddedTemporal {
 
 const START_TIMEOUT_MS = 60_000;
 const NICE = '/usr/bin/nice';
+const CHRT = '/usr/bin/chrt';
 const DEV_SERVER_NICENESS = 10;
 
 async function freePort(): Promise<number> {
@@ -65,9 +66,29 @@ export async function startEmbeddedTemporal(opts: {
     );
   }
   mkdirSync(opts.dataDir, { recursive: true });
+  const logFile = path.join(opts.dataDir, 'temporal.log');
+  // Ports are asked of the kernel and then given to the server, which binds more than these:
+  // another process (or the server's own internal services) can take one in between. A start
+  // that failed on a taken port is tried again on fresh ones.
+  for (let attempt = 1; ; attempt++) {
+    const logFrom = existsSync(logFile) ? statSync(logFile).size : 0;
+    try {
+      return await launch(opts, logFile, addrFile);
+    } catch (err) {
+      const log = readFileSync(logFile, 'utf8').slice(logFrom);
+      if (attempt >= 3 || !/address already in use/.test(log)) throw err;
+      opts.log(`the Temporal dev server found a port taken; starting it again on others`);
+    }
+  }
+}
+
+async function launch(
+  opts: { bin: string; dataDir: string; log: (msg: string) => void },
+  logFile: string,
+  addrFile: string,
+): Promise<EmbeddedTemporal> {
   const [port, http, metrics] = [await freePort(), await freePort(), await freePort()];
   const address = `127.0.0.1:${port}`;
-  const logFile = path.join(opts.dataDir, 'temporal.log');
   const out = openSync(logFile, 'a');
   const args = [
     'server',
@@ -90,12 +111,15 @@ export async function startEmbeddedTemporal(opts: {
   ];
   // At a lower CPU priority than the process answering decisions: on a small machine the dev
   // server's bursts (ten cases a second) otherwise land in the decisions' tail latency, and a
-  // case may wait a few ms where an answer may not. `nice` execs the server (same pid).
-  const child: ChildProcess = existsSync(NICE)
-    ? spawn(NICE, ['-n', String(DEV_SERVER_NICENESS), opts.bin, ...args], {
-        stdio: ['ignore', out, out],
-      })
-    : spawn(opts.bin, args, { stdio: ['ignore', out, out] });
+  // case may wait a few ms where an answer may not. SCHED_IDLE (util-linux `chrt`) where it
+  // can, else nice 10; both exec the server (same pid).
+  const child: ChildProcess = existsSync(CHRT)
+    ? spawn(CHRT, ['--idle', '0', opts.bin, ...args], { stdio: ['ignore', out, out] })
+    : existsSync(NICE)
+      ? spawn(NICE, ['-n', String(DEV_SERVER_NICENESS), opts.bin, ...args], {
+          stdio: ['ignore', out, out],
+        })
+      : spawn(opts.bin, args, { stdio: ['ignore', out, out] });
   let exited = false;
   child.once('exit', () => (exited = true));
   const deadline = Date.now() + START_TIMEOUT_MS;

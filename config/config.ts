@@ -71,6 +71,10 @@ const Env = z.object({
   ),
   VIGIL_CACHE: optionalString,
   VIGIL_SUPERVISED: z.preprocess(blankToUndefined, z.enum(['0', '1']).default('0')),
+  VIGIL_WORKER_PRIORITY: z.preprocess(
+    blankToUndefined,
+    z.enum(['idle', 'low', 'normal']).optional(),
+  ),
   HOME: optionalString,
 });
 
@@ -108,6 +112,12 @@ export interface Config {
    * SIGINT is ignored and the process stops when its parent goes.
    */
   supervised: boolean;
+  /**
+   * VIGIL_WORKER_PRIORITY, the CPU priority of a worker-role process: `idle` (SCHED_IDLE: runs
+   * only on CPU time nothing else wants), `low` (nice 10) or `normal`. Unset: `low` for
+   * `vigil worker`, `idle` for the worker process `vigil start` forks beside its API.
+   */
+  workerPriority: 'idle' | 'low' | 'normal' | undefined;
 }
 
 /** Must match scripts/temporal.sh: the binary it builds and caches. */
@@ -148,6 +158,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     counterTimeoutMs: e.VIGIL_COUNTER_TIMEOUT_MS,
     proxyWorkers: e.VIGIL_PROXY_WORKERS,
     supervised: e.VIGIL_SUPERVISED === '1',
+    workerPriority: e.VIGIL_WORKER_PRIORITY,
     eventsRedact: e.VIGIL_EVENTS_REDACT,
     temporalBin:
       e.VIGIL_TEMPORAL_BIN ??

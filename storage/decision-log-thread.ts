@@ -9,18 +9,11 @@ import { Worker } from 'node:worker_threads';
 import { StoreError } from './errors.ts';
 import { sqliteError } from './sqlite.ts';
 import { toJson, toMs } from './sql.ts';
-import { newId } from './ids.ts';
-import type { DecisionInsert, OutboxInput } from './store.ts';
+import type { DecisionInsert } from './store.ts';
 
 export interface DecisionWriter {
   insertDecisions(rows: DecisionInsert[]): Promise<void>;
   close(): Promise<void>;
-}
-
-/** A handoff row for the outbox, written with its decision (insertWithHandoff). */
-export interface HandoffInsert extends OutboxInput {
-  /** Default: a new `obx_` id. */
-  id?: string;
 }
 
 export interface SqliteDecisionWriterOptions {
@@ -109,39 +102,6 @@ export class SqliteDecisionWriter implements DecisionWriter {
 
   async insertDecisions(rows: DecisionInsert[]): Promise<void> {
     if (rows.length === 0) return;
-    return this.#insert(rows, undefined);
-  }
-
-  /**
-   * A risky decision and its handoff in one transaction, durable when it resolves: one COMMIT
-   * on this thread instead of two on the answer path's (where a write that met this thread's
-   * batch waited out SQLite's busy sleep with the event loop blocked). Both or neither.
-   */
-  async insertWithHandoff(row: DecisionInsert, handoff: HandoffInsert): Promise<void> {
-    const now = Date.now();
-    let payload: string;
-    try {
-      payload = toJson(handoff.payload);
-    } catch (err) {
-      throw new StoreError('invalid', 'a handoff payload is not serializable', { cause: err });
-    }
-    return this.#insert(
-      [row],
-      [
-        handoff.id ?? newId('obx', now),
-        handoff.kind,
-        handoff.key,
-        payload,
-        now,
-        handoff.next_attempt_at === undefined ? now : toMs(handoff.next_attempt_at),
-      ],
-    );
-  }
-
-  async #insert(
-    rows: DecisionInsert[],
-    outbox: [string, string, string, string, number, number] | undefined,
-  ): Promise<void> {
     if (this.#closed) throw new StoreError('closed', 'the decision log writer is closed');
     // Serialized here, as the store would: a record that cannot be serialized fails its own
     // batch with `invalid` (the log then writes one by one) rather than the thread.
@@ -159,7 +119,7 @@ export class SqliteDecisionWriter implements DecisionWriter {
     const n = ++this.#n;
     await new Promise<void>((resolve, reject) => {
       this.#calls.set(n, { resolve, reject });
-      worker.postMessage(outbox ? { n, rows: values, outbox } : { n, rows: values });
+      worker.postMessage({ n, rows: values });
     });
   }
 

@@ -13,18 +13,12 @@ interface Init {
 /** One decision row in column order: id, created_at, context, decision, ruleset_id, session, credential_fingerprint, record (JSON). */
 type Row = [string, number, string, string, string | null, string | null, string | null, string];
 
-/** One outbox row: id, kind, key, payload (JSON), created_at, next_attempt_at. */
-type OutboxRow = [string, string, string, string, number, number];
-
-/** `outbox`: written in the same transaction as the rows (a risky decision and its handoff). */
-type Request = { n: number; rows: Row[]; outbox?: OutboxRow } | { n: number; close: true };
+type Request = { n: number; rows: Row[] } | { n: number; close: true };
 
 const port = parentPort!;
 const init = workerData as Init;
 let db: Database.Database | undefined;
-let insertAll: ((rows: Row[], outbox?: OutboxRow) => void) & {
-  immediate: (rows: Row[], outbox?: OutboxRow) => void;
-};
+let insertAll: ((rows: Row[]) => void) & { immediate: (rows: Row[]) => void };
 
 function errorOf(err: unknown): { code: string; message: string } {
   const code = (err as { code?: unknown }).code;
@@ -43,12 +37,7 @@ function open(): void {
     `INSERT INTO decisions (id, created_at, context, decision, ruleset_id, session,
        credential_fingerprint, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
   );
-  const enqueue = db.prepare(
-    `INSERT INTO outbox (id, kind, key, payload, created_at, attempts, next_attempt_at)
-       VALUES (?, ?, ?, ?, ?, 0, ?)`,
-  );
-  insertAll = db.transaction((rows: Row[], outbox?: OutboxRow) => {
-    if (outbox) enqueue.run(outbox);
+  insertAll = db.transaction((rows: Row[]) => {
     for (const r of rows) insert.run(r);
   });
 }
@@ -70,7 +59,7 @@ port.on('message', (msg: Request) => {
   }
   try {
     if (!db) open();
-    insertAll.immediate(msg.rows, msg.outbox);
+    insertAll.immediate(msg.rows);
     port.postMessage({ n: msg.n });
   } catch (err) {
     port.postMessage({ n: msg.n, error: errorOf(err) });

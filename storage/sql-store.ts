@@ -806,6 +806,42 @@ export class SqlStore implements Store {
     return this.#outbox(row!);
   }
 
+  async enqueueWithDecision(input: OutboxInput, decision: DecisionInsert): Promise<void> {
+    const now = this.#now();
+    const item: SqlValue[] = [
+      newId('obx', now),
+      input.kind,
+      input.key,
+      toJson(input.payload),
+      now,
+      input.next_attempt_at === undefined ? now : toMs(input.next_attempt_at),
+    ];
+    const row: SqlValue[] = [
+      decision.id,
+      toMs(decision.created_at),
+      decision.context,
+      decision.decision,
+      decision.ruleset_id,
+      decision.session,
+      decision.credential_fingerprint,
+      toJson(decision.record),
+    ];
+    // One transaction, one commit: the caller awaits it on the answer path.
+    await this.#db.transaction(async (tx) => {
+      await tx.run(
+        `INSERT INTO outbox (id, kind, key, payload, created_at, attempts, next_attempt_at)
+         VALUES (?, ?, ?, ?, ?, 0, ?)`,
+        item,
+      );
+      await tx.run(
+        `INSERT INTO decisions (id, created_at, context, decision, ruleset_id, session,
+           credential_fingerprint, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO NOTHING`,
+        row,
+      );
+    });
+  }
+
   async claim(batch: number, leaseMs: number): Promise<OutboxRow[]> {
     const now = this.#now();
     const limit = Math.max(1, Math.min(Math.trunc(batch), LIST_MAX));

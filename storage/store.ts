@@ -250,6 +250,11 @@ export interface Store {
 
   // Outbox (the durable handoff to Temporal).
   enqueue(input: OutboxInput): Promise<OutboxRow>;
+  /**
+   * A risky decision's handoff and its record in one transaction (both or neither), durable when
+   * it resolves: what the answer path awaits before acknowledging a REVIEW, BLOCK or PROVISIONAL.
+   */
+  enqueueWithDecision(input: OutboxInput, decision: DecisionInsert): Promise<void>;
   /** Leases up to `batch` due items for `leaseMs`; a concurrent claimer never gets the same. */
   claim(batch: number, leaseMs: number): Promise<OutboxRow[]>;
   markDelivered(ids: string[]): Promise<void>;

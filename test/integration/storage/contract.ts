@@ -634,6 +634,49 @@ export function storeContract(target: Target): void {
         }
       });
 
+      it('writes a decision and its handoff together: both, or neither', async () => {
+        const fresh = await target.create();
+        try {
+          const s = await fresh.open();
+          const row = {
+            id: 'dec_handoff_1',
+            created_at: Date.now(),
+            context: 'checkout',
+            decision: 'REVIEW',
+            ruleset_id: null,
+            session: 'sess_h',
+            credential_fingerprint: null,
+            record: { response: { id: 'dec_handoff_1' } },
+          };
+          const payload = { workflow_id: 'session-sess_h', decision_id: 'dec_handoff_1' };
+          await s.enqueueWithDecision({ kind: 'handoff', key: 'session-sess_h', payload }, row);
+          expect((await s.getDecision('dec_handoff_1'))?.decision).toBe('REVIEW');
+          const [claimed] = await s.claim(10, 30_000);
+          expect(claimed).toMatchObject({ kind: 'handoff', key: 'session-sess_h', payload });
+
+          // The handoff cannot be stored (its payload does not serialize): no decision row.
+          await expect(
+            s.enqueueWithDecision(
+              { kind: 'handoff', key: 'k', payload: { n: 1n } },
+              { ...row, id: 'dec_handoff_2' },
+            ),
+          ).rejects.toThrow();
+          expect(await s.getDecision('dec_handoff_2')).toBeUndefined();
+          // The database refuses the decision row (NOT NULL), after the outbox row went in:
+          // the transaction takes the outbox row back with it.
+          await expect(
+            s.enqueueWithDecision(
+              { kind: 'handoff', key: 'session-x', payload: {} },
+              { ...row, id: 'dec_handoff_3', context: null as unknown as string },
+            ),
+          ).rejects.toThrow();
+          expect(await s.getDecision('dec_handoff_3')).toBeUndefined();
+          expect((await s.outboxStats()).size).toBe(1);
+        } finally {
+          await fresh.drop();
+        }
+      });
+
       it('never hands one item to two concurrent claimers', async () => {
         const fresh = await target.create();
         try {

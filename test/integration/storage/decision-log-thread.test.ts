@@ -85,49 +85,6 @@ describe('SqliteDecisionWriter', () => {
     await log.close();
   });
 
-  it('writes a risky decision and its handoff in one transaction: both, or neither', async () => {
-    const row = {
-      id: 'dec_handoff_1',
-      created_at: 1_700_000_000_000,
-      context: 'checkout',
-      decision: 'REVIEW',
-      ruleset_id: null,
-      session: 'sess_h',
-      credential_fingerprint: null,
-      record: { response: { id: 'dec_handoff_1' } },
-    };
-    const payload = { workflow_id: 'session-sess_h', decision_id: 'dec_handoff_1' };
-    await writer.insertWithHandoff(row, {
-      id: 'obx_handoff_1',
-      kind: 'case_decision',
-      key: 'session-sess_h',
-      payload,
-    });
-    // Both readable on the main connection the moment it resolves.
-    expect((await store.getDecision('dec_handoff_1'))?.decision).toBe('REVIEW');
-    const [claimed] = await store.claim(10, 30_000);
-    expect(claimed).toMatchObject({ id: 'obx_handoff_1', key: 'session-sess_h', payload });
-
-    // The outbox insert fails (its id is taken): the decision row is not written either.
-    await expect(
-      writer.insertWithHandoff(
-        { ...row, id: 'dec_handoff_2' },
-        { id: 'obx_handoff_1', kind: 'case_decision', key: 'session-sess_h', payload },
-      ),
-    ).rejects.toMatchObject({ code: 'conflict' } satisfies Partial<StoreError>);
-    expect(await store.getDecision('dec_handoff_2')).toBeUndefined();
-    expect((await store.outboxStats()).size).toBe(1);
-
-    // A payload that cannot be serialized is refused before anything is written.
-    await expect(
-      writer.insertWithHandoff(
-        { ...row, id: 'dec_handoff_3' },
-        { kind: 'case_decision', key: 'k', payload: { n: 1n } },
-      ),
-    ).rejects.toMatchObject({ code: 'invalid' } satisfies Partial<StoreError>);
-    expect(await store.getDecision('dec_handoff_3')).toBeUndefined();
-  });
-
   it('fails with a stable code once closed', async () => {
     await writer.close();
     await expect(
