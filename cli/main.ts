@@ -1,7 +1,6 @@
 // The `vigil` command. `start` runs everything from one command; `api`, `proxy` and `worker`
 // run one role each; the other commands talk to a running API.
 import module from 'node:module';
-import v8 from 'node:v8';
 import type { Config } from '../config/config.ts';
 import type { Roles } from './runtime.ts';
 
@@ -11,14 +10,6 @@ import type { Roles } from './runtime.ts';
 // after this line, hence the dynamic imports.
 module.enableCompileCache?.();
 
-// The server's heap is mostly long-lived code and modules (~45 MB) with little garbage a request.
-// V8 then sets the next old-generation limit so close above the live size that incremental
-// marking starts again as soon as one ends: under a light load (100 decisions/s) a full
-// mark-compact every ~260 ms, each a 4–14 ms pause plus ~20 ms of marking steps on the main
-// thread — the p99 of an otherwise idle API. Letting the old generation grow to twice its live
-// size before collecting cut them to one every 1.5–2 s and the p99 at 100/s from ~10 to ~4.5 ms
-// (README, Benchmarks). Read by V8 at each limit computation, so setting it here takes effect.
-v8.setFlagsFromString('--heap-growing-percent=300');
 const { loadConfig } = await import('../config/config.ts');
 
 async function runRoles(config: Config, roles: Roles): Promise<number> {

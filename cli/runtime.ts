@@ -716,7 +716,7 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
           return { id: r.id, decision: r.decision };
         },
         onRequestEvent: (e) =>
-          rt.decideDeps.events.publish('vigil.requests', requestKey(e), requestEvent(e)),
+          rt.decideDeps.events.publish('vigil.requests', requestKey(e), () => requestEvent(e)),
       });
       await proxy.listen(config.proxyPort, config.host);
       closers.unshift(() => proxy.close(2_000));

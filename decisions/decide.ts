@@ -230,10 +230,11 @@ export async function decide(
       deps.log.append(record);
     }
     // The documented vigil.decision/1 shape (docs/events.md): bounded, credential-free.
-    deps.events.publish(
-      'vigil.decisions',
-      decisionKey(record),
-      decisionEvent(record, { source: opts.source ?? 'api', redact: deps.eventRedact }),
+    // Built after the answer is written (the sink calls it on the next turn of the event loop):
+    // sanitizing, redacting and serializing the event never delay the decision.
+    const source = opts.source ?? 'api';
+    deps.events.publish('vigil.decisions', decisionKey(record), () =>
+      decisionEvent(record, { source, redact: deps.eventRedact }),
     );
   } else {
     response.elapsed_ms = round(deps.clock() - t0);

@@ -67,8 +67,11 @@ export interface OutboxPort {
 
 export type Topic = 'vigil.decisions' | 'vigil.requests' | 'vigil.actions';
 export interface EventPort {
-  /** Never blocks, never throws: bounded buffer behind it. */
-  publish(topic: Topic, key: string, value: object): void;
+  /**
+   * Never blocks, never throws: bounded buffer behind it. A function value is called later
+   * (next turn of the event loop, in publish order), so building the event stays off the answer.
+   */
+  publish(topic: Topic, key: string, value: object | (() => object)): void;
 }
 
 export type RulesetStatus = 'DRAFT' | 'ACTIVE' | 'INACTIVE';

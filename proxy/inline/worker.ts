@@ -212,7 +212,7 @@ export async function startProxyWorker(
         const r = await decide(deps, parsed.data, { source: input.source });
         return { id: r.id, decision: r.decision };
       },
-      onRequestEvent: (e) => events.publish('vigil.requests', requestKey(e), requestEvent(e)),
+      onRequestEvent: (e) => events.publish('vigil.requests', requestKey(e), () => requestEvent(e)),
     });
     closers.push(() => proxy.close(2_000));
     // Under node:cluster the primary owns the socket and every worker shares it.

@@ -21,8 +21,14 @@ export interface EventSinkStats {
 }
 
 export interface EventSink {
-  /** Never blocks, never throws, never awaits: the value is serialized at once (later changes to it are not seen). */
-  publish(topic: EventTopic, key: string, value: object): void;
+  /**
+   * Never blocks, never throws, never awaits: the value is serialized at once (later changes to
+   * it are not seen). A function is called later instead, on a next turn of the event loop, in
+   * publish order: what it builds stays off the caller's path (the answer is written first).
+   * While such functions wait, a plain value published after them waits (and is serialized)
+   * with them, so order is kept.
+   */
+  publish(topic: EventTopic, key: string, value: object | (() => object)): void;
   /** Resolves once every event published before the call is delivered or given up on. */
   flush(): Promise<void>;
   /** Stops accepting events, delivers what it can within the close timeout, releases the adapter. */
@@ -206,6 +212,9 @@ export class BufferedEventSink implements EventSink {
   #queue = new SlabQueue();
   /** Events ever accepted, and ever settled (delivered or failed): flush() waits on these. */
   #accepted = 0;
+  // Events published as functions, built on the next turn of the event loop.
+  #deferred: { topic: EventTopic; key: string; build: () => object }[] = [];
+  #deferTimer: NodeJS.Immediate | undefined;
   #settled = 0;
   #delivered = [0, 0, 0];
   #dropped = [0, 0, 0];
@@ -244,7 +253,47 @@ export class BufferedEventSink implements EventSink {
     }
   }
 
-  publish(topic: EventTopic, key: string, value: object): void {
+  publish(topic: EventTopic, key: string, value: object | (() => object)): void {
+    if (typeof value === 'function') {
+      if (this.#closed || this.#queue.length + this.#deferred.length >= this.#capacity) {
+        const t = TOPIC_INDEX[topic];
+        if (t !== undefined) this.#drop(t, topic);
+        return;
+      }
+      this.#deferred.push({ topic, key, build: value as () => object });
+      this.#deferTimer ??= setImmediate(() => this.#buildDeferred());
+      return;
+    }
+    // Behind deferred events still to be built, a plain value waits its turn too: events keep
+    // the order they were published in.
+    if (this.#deferred.length > 0) {
+      this.#deferred.push({ topic, key, build: () => value });
+      return;
+    }
+    this.#publishNow(topic, key, value);
+  }
+
+  /** The deferred events, built and queued in publish order. */
+  #buildDeferred(): void {
+    if (this.#deferTimer) clearImmediate(this.#deferTimer);
+    this.#deferTimer = undefined;
+    const list = this.#deferred;
+    this.#deferred = [];
+    for (const d of list) {
+      let value: object;
+      try {
+        value = d.build();
+      } catch (err) {
+        const t = TOPIC_INDEX[d.topic];
+        if (t !== undefined) this.#drop(t, d.topic);
+        this.#report(err);
+        continue;
+      }
+      this.#publishNow(d.topic, d.key, value);
+    }
+  }
+
+  #publishNow(topic: EventTopic, key: string, value: object): void {
     try {
       const t = TOPIC_INDEX[topic];
       if (t === undefined) {
@@ -293,6 +342,7 @@ export class BufferedEventSink implements EventSink {
   }
 
   flush(): Promise<void> {
+    this.#buildDeferred();
     const upTo = this.#accepted;
     if (this.#settled >= upTo) return Promise.resolve();
     return new Promise<void>((resolve) => {
@@ -302,13 +352,14 @@ export class BufferedEventSink implements EventSink {
   }
 
   close(): Promise<void> {
+    if (!this.#closing) this.#buildDeferred();
     this.#closing ??= this.#close();
     return this.#closing;
   }
 
   stats(): EventSinkStats {
     return {
-      buffered: this.#queue.length,
+      buffered: this.#queue.length + this.#deferred.length,
       delivered: sum(this.#delivered),
       dropped: sum(this.#dropped),
       failed: sum(this.#failed),
@@ -320,7 +371,7 @@ export class BufferedEventSink implements EventSink {
       adapter: this.adapter,
       ok: this.#attempt === 0,
       last_error: this.#lastError,
-      buffered: this.#queue.length,
+      buffered: this.#queue.length + this.#deferred.length,
     };
   }
 
@@ -416,8 +467,27 @@ export class BufferedEventSink implements EventSink {
     return !this.#abandoned && (!this.#closed || Date.now() < this.#deadline);
   }
 
+  /**
+   * Another batch now, rather than after a linger: a full one is waiting, or someone waits
+   * (flush, close), or a failed or isolated batch is being retried. Sending every partial batch
+   * as soon as the previous one was acknowledged made batches of a few events under a steady
+   * load (one per broker round trip), each costing the Kafka thread and the broker a request.
+   */
+  #sendNow(): boolean {
+    return (
+      this.#queue.length >= this.#batchSize ||
+      this.#lingerMs === 0 ||
+      this.#closed ||
+      this.#waiters.length > 0 ||
+      this.#attempt > 0 ||
+      this.#isolate > 0
+    );
+  }
+
   async #drain(): Promise<void> {
-    while (this.#queue.length > 0 && this.#transportOpen()) {
+    let first = true;
+    while (this.#queue.length > 0 && this.#transportOpen() && (first || this.#sendNow())) {
+      first = false;
       const batch = this.#take();
       const t0 = performance.now();
       try {

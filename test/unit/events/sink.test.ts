@@ -1,5 +1,6 @@
 // The buffer between the answer path and the adapters, against a scripted transport: what the
 // caller sees (never blocked, never thrown at), what is counted, and the order of delivery.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Registry } from 'prom-client';
 import { describe, expect, it } from 'vitest';
 import {
@@ -75,6 +76,62 @@ describe('BufferedEventSink', () => {
     v.n = 2;
     await sink.flush();
     expect(values(t.delivered)).toEqual([{ n: 1 }]);
+    await sink.close();
+  });
+
+  it('lingers for each partial batch, not only the first after a quiet spell', async () => {
+    const t = new ScriptedTransport();
+    let open!: () => void;
+    t.gate = new Promise<void>((r) => (open = r));
+    const sink = new BufferedEventSink(t, { lingerMs: 40, batchSize: 100 });
+    sink.publish('vigil.decisions', 'k', { n: 1 });
+    await sleep(60);
+    expect(t.calls).toBe(1); // the first batch went after its linger, and waits on the gate
+    sink.publish('vigil.decisions', 'k', { n: 2 });
+    sink.publish('vigil.decisions', 'k', { n: 3 });
+    t.gate = undefined;
+    open();
+    await sleep(15);
+    // Acknowledged: the two that came meanwhile wait for their own linger, not sent at once.
+    expect(t.calls).toBe(1);
+    await sleep(50);
+    expect(t.batches.map((b) => b.length)).toEqual([1, 2]);
+    // A flush does not wait for a linger.
+    sink.publish('vigil.decisions', 'k', { n: 4 });
+    await sink.flush();
+    expect(t.batches.map((b) => b.length)).toEqual([1, 2, 1]);
+    await sink.close();
+  });
+
+  it('builds events published as functions after the caller returns, in publish order', async () => {
+    const t = new ScriptedTransport();
+    const sink = new BufferedEventSink(t, { lingerMs: 0 });
+    const built: string[] = [];
+    sink.publish('vigil.decisions', 'k', () => {
+      built.push('a');
+      return { n: 1 };
+    });
+    // Nothing built on the caller's turn; a plain value after it waits its turn too.
+    expect(built).toEqual([]);
+    sink.publish('vigil.decisions', 'k', { n: 2 });
+    sink.publish('vigil.decisions', 'k', () => {
+      built.push('c');
+      return { n: 3 };
+    });
+    // A builder that throws costs only its own event (dropped, counted).
+    sink.publish('vigil.decisions', 'k', () => {
+      throw new Error('bad');
+    });
+    expect(sink.stats().buffered).toBe(4);
+    await new Promise((r) => setImmediate(r));
+    expect(built).toEqual(['a', 'c']);
+    await sink.flush();
+    expect(t.delivered.map((e) => JSON.parse(e.value.toString()).n)).toEqual([1, 2, 3]);
+    expect(sink.stats()).toMatchObject({ delivered: 3, dropped: 1, buffered: 0 });
+    // flush() builds what still waits instead of leaving it behind.
+    sink.publish('vigil.decisions', 'k', () => ({ n: 4 }));
+    await sink.flush();
+    expect(t.delivered).toHaveLength(4);
     await sink.close();
   });
 
