@@ -8,7 +8,8 @@
 import { Worker } from 'node:worker_threads';
 import { StoreError } from './errors.ts';
 import { sqliteError } from './sqlite.ts';
-import { toJson, toMs } from './sql.ts';
+import type { SqlValue } from './sql.ts';
+import { decisionValues } from './sql-store.ts';
 import type { DecisionInsert } from './store.ts';
 
 export interface DecisionWriter {
@@ -105,16 +106,7 @@ export class SqliteDecisionWriter implements DecisionWriter {
     if (this.#closed) throw new StoreError('closed', 'the decision log writer is closed');
     // Serialized here, as the store would: a record that cannot be serialized fails its own
     // batch with `invalid` (the log then writes one by one) rather than the thread.
-    const values = rows.map((d) => [
-      d.id,
-      toMs(d.created_at),
-      d.context,
-      d.decision,
-      d.ruleset_id,
-      d.session,
-      d.credential_fingerprint,
-      serialize(d.record),
-    ]);
+    const values = rows.map(serialize);
     const worker = await this.#start();
     const n = ++this.#n;
     await new Promise<void>((resolve, reject) => {
@@ -138,9 +130,10 @@ export class SqliteDecisionWriter implements DecisionWriter {
   }
 }
 
-function serialize(record: unknown): string {
+/** The row in column order (the store's own mapping); `invalid` if it cannot be serialized. */
+function serialize(row: DecisionInsert): SqlValue[] {
   try {
-    return toJson(record);
+    return decisionValues(row);
   } catch (err) {
     throw new StoreError('invalid', 'a decision record is not serializable', { cause: err });
   }

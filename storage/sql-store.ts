@@ -326,34 +326,15 @@ export class SqlStore implements Store {
 
   async insertDecisions(rows: DecisionInsert[]): Promise<void> {
     if (rows.length === 0) return;
-    const values: SqlValue[][] = rows.map((d) => [
-      d.id,
-      toMs(d.created_at),
-      d.context,
-      d.decision,
-      d.ruleset_id,
-      d.session,
-      d.credential_fingerprint,
-      toJson(d.record),
-    ]);
-    const columns = [
-      'id',
-      'created_at',
-      'context',
-      'decision',
-      'ruleset_id',
-      'session',
-      'credential_fingerprint',
-      'record',
-    ];
+    const values = rows.map(decisionValues);
     // Idempotent on id: a batch retried after a commit whose acknowledgement was lost is a no-op.
     await this.#db.transaction(async (tx) => {
       for (let i = 0; i < values.length; i += INSERT_CHUNK) {
         await tx.insertMany(
           'decisions',
-          columns,
+          DECISION_COLUMNS,
           values.slice(i, i + INSERT_CHUNK),
-          ' ON CONFLICT (id) DO NOTHING',
+          DECISION_ON_CONFLICT,
         );
       }
     });
@@ -789,56 +770,21 @@ export class SqlStore implements Store {
   }
 
   async enqueue(input: OutboxInput): Promise<OutboxRow> {
-    const now = this.#now();
     // One autocommit INSERT: the caller awaits it on the answer path.
     const row = await this.#db.get<RawOutbox>(
-      `INSERT INTO outbox (id, kind, key, payload, created_at, attempts, next_attempt_at)
-       VALUES (?, ?, ?, ?, ?, 0, ?) RETURNING *`,
-      [
-        newId('obx', now),
-        input.kind,
-        input.key,
-        toJson(input.payload),
-        now,
-        input.next_attempt_at === undefined ? now : toMs(input.next_attempt_at),
-      ],
+      `${OUTBOX_INSERT} RETURNING *`,
+      outboxValues(input, this.#now()),
     );
     return this.#outbox(row!);
   }
 
   async enqueueWithDecision(input: OutboxInput, decision: DecisionInsert): Promise<void> {
-    const now = this.#now();
-    const item: SqlValue[] = [
-      newId('obx', now),
-      input.kind,
-      input.key,
-      toJson(input.payload),
-      now,
-      input.next_attempt_at === undefined ? now : toMs(input.next_attempt_at),
-    ];
-    const row: SqlValue[] = [
-      decision.id,
-      toMs(decision.created_at),
-      decision.context,
-      decision.decision,
-      decision.ruleset_id,
-      decision.session,
-      decision.credential_fingerprint,
-      toJson(decision.record),
-    ];
+    const item = outboxValues(input, this.#now());
+    const row = decisionValues(decision);
     // One transaction, one commit: the caller awaits it on the answer path.
     await this.#db.transaction(async (tx) => {
-      await tx.run(
-        `INSERT INTO outbox (id, kind, key, payload, created_at, attempts, next_attempt_at)
-         VALUES (?, ?, ?, ?, ?, 0, ?)`,
-        item,
-      );
-      await tx.run(
-        `INSERT INTO decisions (id, created_at, context, decision, ruleset_id, session,
-           credential_fingerprint, record) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (id) DO NOTHING`,
-        row,
-      );
+      await tx.run(OUTBOX_INSERT, item);
+      await tx.insertMany('decisions', DECISION_COLUMNS, [row], DECISION_ON_CONFLICT);
     });
   }
 
@@ -951,4 +897,46 @@ function notFound(what: string, id: string): StoreError {
 
 function notDraft(id: string, status: string): StoreError {
   return new StoreError('not_draft', `ruleset ${id} is ${status}, not DRAFT`);
+}
+
+const OUTBOX_INSERT = `INSERT INTO outbox (id, kind, key, payload, created_at, attempts, next_attempt_at)
+  VALUES (?, ?, ?, ?, ?, 0, ?)`;
+
+function outboxValues(input: OutboxInput, now: number): SqlValue[] {
+  return [
+    newId('obx', now),
+    input.kind,
+    input.key,
+    toJson(input.payload),
+    now,
+    input.next_attempt_at === undefined ? now : toMs(input.next_attempt_at),
+  ];
+}
+
+const DECISION_COLUMNS = [
+  'id',
+  'created_at',
+  'context',
+  'decision',
+  'ruleset_id',
+  'session',
+  'credential_fingerprint',
+  'record',
+] as const;
+
+/** Decisions are idempotent on id. */
+const DECISION_ON_CONFLICT = ' ON CONFLICT (id) DO NOTHING';
+
+/** A decision row's values in DECISION_COLUMNS order. */
+export function decisionValues(d: DecisionInsert): SqlValue[] {
+  return [
+    d.id,
+    toMs(d.created_at),
+    d.context,
+    d.decision,
+    d.ruleset_id,
+    d.session,
+    d.credential_fingerprint,
+    toJson(d.record),
+  ];
 }

@@ -9,12 +9,12 @@
 // which another file's worker on the shared server could otherwise take.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { startEmbeddedTemporal, type EmbeddedTemporal } from '../../cli/embedded-temporal.ts';
+import { freePort } from '../helpers/net.ts';
 import { until } from '../workflows/helpers/temporal.ts';
 
 const services = inject('services');
@@ -26,17 +26,6 @@ let temporal: EmbeddedTemporal;
 let connection: Connection;
 let client: Client;
 const groups = new Set<number>();
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as net.AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
-}
 
 function alive(pid: number): boolean {
   try {

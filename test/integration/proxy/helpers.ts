@@ -17,6 +17,9 @@ import {
 } from '../../../proxy/inline/server.ts';
 import type { DecideFn, DecideInput, RequestEvent } from '../../../proxy/inline/types.ts';
 import { silentLogger } from '../../../proxy/inline/types.ts';
+import { freePort } from '../../helpers/net.ts';
+
+export { freePort };
 
 export interface Seen {
   method: string;
@@ -161,15 +164,6 @@ export async function startOrigin(): Promise<Origin> {
       await new Promise<void>((r) => server.close(() => r()));
     },
   };
-}
-
-/** A port nothing listens on (bound, then released). */
-export async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address() as AddressInfo;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
 }
 
 export type EngineMode = 'normal' | 'throw' | 'hang' | 'slow';
