@@ -270,7 +270,14 @@ export async function runHandoffBench(opts: HandoffBenchOptions = {}): Promise<H
       // `api` and `worker` share the data dir's store: the outbox the API writes is the one
       // the worker's relay drains. The worker serves /healthz on a port of its own.
       closers.unshift(await spawnRole('api', { ...env, API_PORT: String(port) }));
-      closers.unshift(await spawnRole('worker', { ...env, API_PORT: String(await freePort()) }));
+      // Beside the API on one host, as the README advises: at SCHED_IDLE like start's worker.
+      closers.unshift(
+        await spawnRole('worker', {
+          ...env,
+          API_PORT: String(await freePort()),
+          VIGIL_WORKER_PRIORITY: 'idle',
+        }),
+      );
     }
     await waitFor(
       'vigil to serve /api',
@@ -461,7 +468,7 @@ export function printHandoffBench(r: HandoffBenchResult, log: (s: string) => voi
   const processes =
     r.layout === 'start'
       ? 'vigil start (API; worker + relay in its child process)'
-      : 'vigil api + vigil worker';
+      : 'vigil api + vigil worker (VIGIL_WORKER_PRIORITY=idle)';
   log(
     `POST /api/decisions at ${r.rps}/s, ${r.rounds} rounds of ${r.seconds} s at 0% and at 10% REVIEW (${fixedRateGenerator()}), ${processes}, Temporal: ${r.temporal}`,
   );

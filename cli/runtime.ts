@@ -79,6 +79,7 @@ const WORKER_NICENESS = 10;
  */
 function lowerPriority(priority: 'idle' | 'low' | 'normal', log: (msg: string) => void): void {
   if (priority === 'normal') return;
+  lowerOwnAutogroup(priority === 'idle' ? 19 : WORKER_NICENESS);
   if (priority === 'idle') {
     const r = spawnSync(CHRT, ['--all-tasks', '--idle', '--pid', '0', String(process.pid)], {
       stdio: 'ignore',
@@ -93,6 +94,26 @@ function lowerPriority(priority: 'idle' | 'low' | 'normal', log: (msg: string) =
   }
 }
 const CHRT = '/usr/bin/chrt';
+
+/**
+ * Linux with CONFIG_SCHED_AUTOGROUP (on by default in most distribution kernels) schedules each
+ * session as one group: a process that leads a session of its own (`vigil start`'s worker
+ * process, detached so Ctrl-C reaches it through its parent) competes with the API's session at
+ * full weight, whatever its threads' nice or SCHED_IDLE, which only rank them within their
+ * group. Measured here: the API's event loop waited 1–8 ms for a CPU while the worker's threads
+ * ran. So the group is lowered too, but only when this process leads its session: a session
+ * shared with a shell would take every process of that shell down with it.
+ */
+function lowerOwnAutogroup(nice: number): void {
+  try {
+    const stat = readFileSync('/proc/self/stat', 'utf8');
+    const session = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[3]);
+    if (session !== process.pid) return;
+    writeFileSync('/proc/self/autogroup', String(nice));
+  } catch {
+    // No autogroup (kernel without it, not Linux) or not permitted: nothing to lower.
+  }
+}
 
 /** The instance secret: VIGIL_SECRET_KEY, or a key generated once into the data dir (0600). */
 export function loadSecretKey(dataDir: string, configured: string | undefined): Buffer {

@@ -8,7 +8,7 @@
 // Temporal is a dev server of this file's own: the child polls the fixed task queue `vigil`,
 // which another file's worker on the shared server could otherwise take.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Client, Connection } from '@temporalio/client';
@@ -141,6 +141,20 @@ it('the worker runs in its own process: cases open, a dead worker is replaced, C
   const first = await workerProcess(s);
   expect(first.pid).not.toBe(s.child.pid);
   expect(first.restarts).toBe(0);
+  // Lowered below the API: SCHED_IDLE, and (with CONFIG_SCHED_AUTOGROUP) the autogroup of the
+  // session it leads at nice 19; else the kernel weighs that session as a peer of the API's.
+  // (The child lowers itself as its worker role starts.)
+  await until(
+    'the worker process to lower its priority',
+    () =>
+      Promise.resolve(/^policy\s*:\s*5$/m.test(readFileSync(`/proc/${first.pid}/sched`, 'utf8'))),
+    15_000,
+    50,
+  );
+  if (existsSync('/proc/self/autogroup')) {
+    expect(readFileSync(`/proc/${first.pid}/autogroup`, 'utf8')).toMatch(/ nice 19$/m);
+    expect(readFileSync(`/proc/${s.child.pid}/autogroup`, 'utf8')).toMatch(/ nice 0$/m);
+  }
 
   // A REVIEW through the API reaches its case through the child's relay.
   const rs = await api(s.base, 'POST', '/api/admin/rulesets', {
