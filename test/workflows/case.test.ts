@@ -154,6 +154,13 @@ describe('session case', () => {
         integration: `jira-${s}`,
         action_id: 'create-issue',
       });
+      // Playbooks are read by a local activity inside the first workflow task: the server
+      // schedules no activity task for them.
+      const scheduled = ((await handle.fetchHistory()).events ?? []).map(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name,
+      );
+      expect(scheduled).toContain('ticket');
+      expect(scheduled).not.toContain('loadPlaybooks');
       await recordHistory(handle, 'three-reviews-one-ticket');
     } finally {
       await w.stop();
