@@ -11,7 +11,7 @@ import {
   proxyLocalActivities,
 } from '@temporalio/workflow';
 import type { FailureDetail, VigilActivities } from '../activities/index.ts';
-import type { Outcome } from '../rulesets/playbook.ts';
+import type { Outcome } from '../rulesets/playbook-core.ts';
 import type {
   AsyncBackendInput,
   AsyncBackendResult,

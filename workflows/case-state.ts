@@ -1,6 +1,6 @@
 // The case's state and the pure helpers over it. Everything here is plain data and plain
 // functions: continue-as-new carries the state object to the next run as is.
-import { parseDuration } from '../rulesets/playbook.ts';
+import { parseDuration } from '../rulesets/playbook-core.ts';
 import type { CarriedCase, CaseDecisionState, CaseStep, DecisionSignal } from './contracts.ts';
 
 /** Step records kept for the query; older finished ones are dropped (and counted). */

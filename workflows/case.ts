@@ -26,7 +26,7 @@ import {
   type LoadedPlaybook,
   type PlaybookStep,
   type Resolution,
-} from '../rulesets/playbook.ts';
+} from '../rulesets/playbook-core.ts';
 import { compact, decisionById, dedupeKey, durationMs, freshCase, openStep } from './case-state.ts';
 import {
   ASYNC_BACKEND_WORKFLOW,

@@ -4,7 +4,7 @@
 // (which are plain name holders outside the sandbox) and types. Arguments are parsed by zod at
 // the boundaries that produce them (the API, the relay, the activities), not here.
 import { defineQuery, defineSignal, defineUpdate } from '@temporalio/workflow';
-import type { LoadedPlaybook, Outcome, Resolution } from '../rulesets/playbook.ts';
+import type { LoadedPlaybook, Outcome, Resolution } from '../rulesets/playbook-core.ts';
 
 export const DEFAULT_TASK_QUEUE = 'vigil';
 

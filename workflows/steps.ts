@@ -18,7 +18,7 @@ import {
   type Condition,
   type LoadedPlaybook,
   type PlaybookStep,
-} from '../rulesets/playbook.ts';
+} from '../rulesets/playbook-core.ts';
 import { caseData, openStep, stepKey } from './case-state.ts';
 import type { CarriedCase, CaseDecisionState, CaseStep, UserWorkflowInput } from './contracts.ts';
 import * as userWorkflows from './user/index.ts';
