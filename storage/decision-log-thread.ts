@@ -21,6 +21,8 @@ export interface SqliteDecisionWriterOptions {
   /** How long a write waits for another connection's write, ms. Default 5,000. */
   busyTimeoutMs?: number;
   synchronous?: 'NORMAL' | 'FULL';
+  /** How often the thread checkpoints the WAL, ms (0: SQLite's auto-checkpoint only). Default 1,000. */
+  checkpointMs?: number;
 }
 
 type Reply = { n: number; error?: { code: string; message: string } };
@@ -42,6 +44,7 @@ export class SqliteDecisionWriter implements DecisionWriter {
     this.#opts = {
       busyTimeoutMs: opts.busyTimeoutMs ?? 5_000,
       synchronous: opts.synchronous ?? 'NORMAL',
+      checkpointMs: opts.checkpointMs ?? 1_000,
     };
   }
 

@@ -8,6 +8,8 @@ interface Init {
   file: string;
   busyTimeoutMs: number;
   synchronous: 'NORMAL' | 'FULL';
+  /** How often this connection checkpoints the WAL, ms (0: only SQLite's own auto-checkpoint). */
+  checkpointMs: number;
 }
 
 /** One decision row in column order: id, created_at, context, decision, ruleset_id, session, credential_fingerprint, record (JSON). */
@@ -40,6 +42,20 @@ function open(): void {
   insertAll = db.transaction((rows: Row[]) => {
     for (const r of rows) insert.run(r);
   });
+}
+
+// The process's main connection leaves checkpoints to this thread (`autoCheckpoint: false` in
+// sqlite.ts): a checkpoint copies pages into the database file and syncs it, milliseconds that
+// on the main thread landed in the answer of whichever REVIEW committed past the threshold.
+// PASSIVE: never waits for a writer or a reader; what it cannot copy now waits for the next.
+if (init.checkpointMs > 0) {
+  setInterval(() => {
+    try {
+      db?.pragma('wal_checkpoint(PASSIVE)');
+    } catch {
+      // Busy or closing: the next round tries again.
+    }
+  }, init.checkpointMs).unref();
 }
 
 try {

@@ -39,6 +39,13 @@ export interface SqliteOptions {
    * for the length of an fsync on every outbox enqueue.
    */
   synchronous?: 'NORMAL' | 'FULL';
+  /**
+   * false: this connection never checkpoints the WAL (`wal_autocheckpoint = 0`), another one
+   * must (the decision log's writer thread does, every second). For a connection on an answer
+   * path: SQLite runs the checkpoint inside the commit that takes the WAL past 1,000 pages,
+   * copying pages and syncing the file on the caller's thread. Default true.
+   */
+  autoCheckpoint?: boolean;
   /** Background errors (change feed reads); never thrown. */
   onError?: (err: unknown) => void;
 }
@@ -209,11 +216,12 @@ class SqliteDriver implements SqlDriver {
   }
 
   /** Journal mode and migrations, in this process's turn for the file (see the header). */
-  async init(synchronous: 'NORMAL' | 'FULL'): Promise<void> {
+  async init(synchronous: 'NORMAL' | 'FULL', autoCheckpoint = true): Promise<void> {
     await this.#acquire();
     try {
       this.#db.pragma('journal_mode = WAL');
       this.#db.pragma(`synchronous = ${synchronous}`);
+      if (!autoCheckpoint) this.#db.pragma('wal_autocheckpoint = 0');
       migrate(this.#db);
     } finally {
       this.#release();
@@ -283,7 +291,7 @@ export async function openSqliteStore(opts: SqliteOptions): Promise<Store> {
   }
   const driver = new SqliteDriver(db, file);
   try {
-    await driver.init(opts.synchronous ?? 'NORMAL');
+    await driver.init(opts.synchronous ?? 'NORMAL', opts.autoCheckpoint ?? true);
   } catch (err) {
     await driver.close();
     throw sqliteError(err);

@@ -1,6 +1,6 @@
 // The decision log's writer thread against a real SQLite file: what it writes is what the store
 // reads, read-your-write holds while the batch is on the thread, and a bad record costs only itself.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -101,5 +101,51 @@ describe('SqliteDecisionWriter', () => {
         },
       ]),
     ).rejects.toMatchObject({ code: 'closed' } satisfies Partial<StoreError>);
+  });
+});
+
+describe('WAL checkpoints off the main connection', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'vigil-checkpoint-'));
+  });
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const walBytes = () => statSync(path.join(dir, `${SQLITE_FILE}-wal`)).size;
+  /** ~6 MB of decision rows through the main connection, in batches. */
+  async function writeThroughMain(store: Store, from: number): Promise<void> {
+    const log = new DecisionLog(store, { flushIntervalMs: 1, batchSize: 100 });
+    for (let i = from; i < from + 3_000; i++) {
+      log.append(record(i, { pad: 'x'.repeat(2_000) }));
+      if (i % 100 === 99) await log.flush();
+    }
+    await log.close();
+  }
+
+  it('a main connection with autoCheckpoint: false never checkpoints; the writer thread does', async () => {
+    const store = await openStore({ dataDir: dir, sqlite: { autoCheckpoint: false } });
+    try {
+      // Nobody checkpoints: the WAL only grows, well past SQLite's 1,000-page threshold (~4 MB).
+      await writeThroughMain(store, 0);
+      const grown = walBytes();
+      expect(grown).toBeGreaterThan(5_000_000);
+      // The writer thread checkpoints on its timer: a complete checkpoint lets the next writes
+      // start the WAL over, so as much again hardly grows the file (without: twice the size).
+      const writer = await SqliteDecisionWriter.open(path.join(dir, SQLITE_FILE), {
+        checkpointMs: 20,
+      });
+      try {
+        await new Promise((r) => setTimeout(r, 200));
+        await writeThroughMain(store, 3_000);
+        expect(walBytes()).toBeLessThan(grown * 1.3);
+      } finally {
+        await writer.close();
+      }
+      expect(await store.getDecision('dec_t005999')).toBeDefined();
+    } finally {
+      await store.close();
+    }
   });
 });
