@@ -3,7 +3,7 @@
 // loop (a fixed request rate: latency at a given load, free of coordinated omission because
 // each request's latency counts from its scheduled start, not from when a connection freed up).
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -311,20 +311,127 @@ export async function vegetaOpenLoop(
   }
 }
 
-/** The open loop from vegeta when it is installed (BENCH_GENERATOR=undici forces undici). */
+let loadgenPath: string | null | undefined;
+
+/**
+ * bench/loadgen (scripts/loadgen.sh builds it from its Go source into the cache, in a second or
+ * two the first time): the benchmarks' own open-loop generator, about half of vegeta's CPU per
+ * request (34–36 µs against 72 µs here), which matters where the generator shares 2 cores with
+ * the servers it measures. Undefined where Go is missing.
+ */
+export function loadgenBin(): string | undefined {
+  if (loadgenPath === undefined) {
+    try {
+      const script = path.resolve(import.meta.dirname, '../scripts/loadgen.sh');
+      loadgenPath = execFileSync('bash', [script, 'path'], { stdio: ['ignore', 'pipe', 'ignore'] })
+        .toString('utf8')
+        .trim();
+    } catch {
+      loadgenPath = null;
+    }
+  }
+  return loadgenPath ?? undefined;
+}
+
+/** One loadgen run: `rps` for `seconds`, each request from `t` (bodies vary by index). */
+export async function loadgenOpenLoop(
+  bin: string,
+  t: LoadTarget,
+  rps: number,
+  seconds: number,
+  connections = 64,
+): Promise<LoadResult> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vigil-loadgen-'));
+  try {
+    const total = Math.max(1, Math.round(rps * seconds));
+    const header: Record<string, string[]> = {};
+    for (const [k, v] of Object.entries(t.headers ?? {})) header[k] = [v];
+    const url = `${t.url}${t.path}`;
+    // A body that never varies needs one target; else one per request, as vegeta takes them.
+    const lines: string[] = [];
+    for (let i = 0; i < (t.body ? total : 1); i++) {
+      const body = t.body?.(i);
+      lines.push(
+        JSON.stringify({
+          method: t.method ?? 'GET',
+          url,
+          header,
+          ...(body === undefined ? {} : { body: Buffer.from(body).toString('base64') }),
+        }),
+      );
+    }
+    writeFileSync(path.join(dir, 'targets.json'), `${lines.join('\n')}\n`);
+    const out = path.join(dir, 'results.csv');
+    const t0 = performance.now();
+    await new Promise<void>((resolve, reject) => {
+      const p = spawn(
+        bin,
+        [
+          `-targets=${path.join(dir, 'targets.json')}`,
+          `-rate=${rps}`,
+          `-duration=${seconds}s`,
+          `-max-connections=${connections * 2}`,
+          '-timeout=10s',
+          `-output=${out}`,
+        ],
+        { stdio: ['ignore', 'ignore', 'pipe'] },
+      );
+      let err = '';
+      p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+      p.once('error', reject);
+      p.once('exit', (code) =>
+        code === 0 ? resolve() : reject(new Error(`loadgen failed (${code}): ${err}`)),
+      );
+    });
+    const elapsed = (performance.now() - t0) / 1000;
+    // One row a request: index, status (0: transport error), ns from the send, ns from when due.
+    const lat: number[] = [];
+    const seqs: number[] = [];
+    const late: number[] = [];
+    const statuses: Record<number, number> = {};
+    let errors = 0;
+    for (const row of readFileSync(out, 'utf8').split('\n')) {
+      const f = row.split(',');
+      if (f.length < 4) continue;
+      const code = Number(f[1]);
+      if (code === 0 || code >= 500) errors++;
+      if (code !== 0) statuses[code] = (statuses[code] ?? 0) + 1;
+      const fromSend = Number(f[2]) / 1e6;
+      lat.push(fromSend);
+      seqs.push(Number(f[0]));
+      late.push(Number(f[3]) / 1e6 - fromSend);
+    }
+    const res = summarize(lat, errors, statuses, Math.min(elapsed, seconds));
+    res.sent = { p50_ms: res.p50_ms, p90_ms: res.p90_ms, p99_ms: res.p99_ms, max_ms: res.max_ms };
+    res.send_late_p99_ms = Math.round(percentile(Float64Array.from(late).sort(), 99) * 1000) / 1000;
+    res.sent_samples_ms = lat;
+    res.sent_samples_index = seqs;
+    return res;
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+type Generator = 'loadgen' | 'vegeta' | 'undici';
+
+/** BENCH_GENERATOR (loadgen, vegeta or undici) if set and present; else the first present. */
+export function fixedRateGenerator(): Generator {
+  const asked = process.env.BENCH_GENERATOR;
+  if (asked === 'undici') return 'undici';
+  if (asked === 'vegeta') return vegetaBin() ? 'vegeta' : 'undici';
+  if (loadgenBin()) return 'loadgen';
+  return vegetaBin() ? 'vegeta' : 'undici';
+}
+
+/** The open loop from the generator fixedRateGenerator() names. */
 export function fixedRate(
   t: LoadTarget,
   rps: number,
   seconds: number,
   connections = 64,
 ): Promise<LoadResult> {
-  const bin = process.env.BENCH_GENERATOR === 'undici' ? undefined : vegetaBin();
-  return bin
-    ? vegetaOpenLoop(bin, t, rps, seconds, connections)
-    : openLoop(t, rps, seconds, connections);
-}
-
-/** Which fixed-rate generator fixedRate() uses here. */
-export function fixedRateGenerator(): 'vegeta' | 'undici' {
-  return process.env.BENCH_GENERATOR !== 'undici' && vegetaBin() ? 'vegeta' : 'undici';
+  const gen = fixedRateGenerator();
+  if (gen === 'loadgen') return loadgenOpenLoop(loadgenBin()!, t, rps, seconds, connections);
+  if (gen === 'vegeta') return vegetaOpenLoop(vegetaBin()!, t, rps, seconds, connections);
+  return openLoop(t, rps, seconds, connections);
 }

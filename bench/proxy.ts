@@ -34,7 +34,13 @@ import { authzRoutes } from '../proxy/authz.ts';
 import { compileRoutesDocument } from '../proxy/inline/config.ts';
 import { createInlineProxy } from '../proxy/inline/server.ts';
 import { silentLogger, type DecideFn } from '../proxy/inline/types.ts';
-import { vegetaBin, vegetaOpenLoop } from './load.ts';
+import {
+  fixedRateGenerator,
+  loadgenBin,
+  loadgenOpenLoop,
+  vegetaBin,
+  vegetaOpenLoop,
+} from './load.ts';
 import { IpcCounterStore, serveCount } from '../storage/counters/ipc.ts';
 import { MemoryCounterStore } from '../storage/counters/memory.ts';
 
@@ -392,11 +398,16 @@ async function h2loadOpen(spec: LoadSpec, rps: number, scratch: string): Promise
 }
 
 /**
- * vegeta (bench/load.ts): a constant-rate generator in Go, far lighter than the undici open loop,
+ * loadgen or vegeta (bench/load.ts): constant-rate generators in Go, far lighter than the undici open loop,
  * whose own timer and event-loop lateness was tens of ms at p99 here. Warmed up at the same rate
  * first, so connections are open and the servers' code optimized before timing.
  */
-async function vegetaOpen(bin: string, spec: LoadSpec, rps: number): Promise<LoadFigures> {
+async function goOpen(
+  bin: string,
+  spec: LoadSpec,
+  rps: number,
+  run: typeof vegetaOpenLoop = vegetaOpenLoop,
+): Promise<LoadFigures> {
   const t = {
     url: spec.url,
     method: spec.method,
@@ -404,8 +415,8 @@ async function vegetaOpen(bin: string, spec: LoadSpec, rps: number): Promise<Loa
     headers: spec.headers ?? {},
     ...(spec.body !== undefined ? { body: () => spec.body! } : {}),
   };
-  await vegetaOpenLoop(bin, t, rps, 2, spec.connections);
-  const r = await vegetaOpenLoop(bin, t, rps, spec.seconds, spec.connections);
+  await run(bin, t, rps, 2, spec.connections);
+  const r = await run(bin, t, rps, spec.seconds, spec.connections);
   let non2xx = 0;
   for (const [code, n] of Object.entries(r.statuses)) if (!code.startsWith('2')) non2xx += n;
   return {
@@ -420,16 +431,17 @@ async function vegetaOpen(bin: string, spec: LoadSpec, rps: number): Promise<Loa
   };
 }
 
-type FixedRateGenerator = 'vegeta' | 'h2load' | 'undici';
+type FixedRateGenerator = 'loadgen' | 'vegeta' | 'h2load' | 'undici';
 
-/** A fixed rate: vegeta, else h2load when installed, else the undici open loop in a process. */
+/** A fixed rate: loadgen or vegeta, else h2load when installed, else the undici open loop in a process. */
 function openLoad(
   spec: LoadSpec,
   rps: number,
   gen: { kind: FixedRateGenerator; bin?: string | undefined },
   scratch: string,
 ) {
-  if (gen.kind === 'vegeta') return vegetaOpen(gen.bin!, spec, rps);
+  if (gen.kind === 'loadgen') return goOpen(gen.bin!, spec, rps, loadgenOpenLoop);
+  if (gen.kind === 'vegeta') return goOpen(gen.bin!, spec, rps);
   return gen.kind === 'h2load' ? h2loadOpen(spec, rps, scratch) : inChild('open', { ...spec, rps });
 }
 
@@ -593,10 +605,14 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
   const say = opts.progress ?? ((l: string) => process.stderr.write(`${l}\n`));
   const decide = opts.decide ?? trivialDecide();
   const useWrk = hasTool('wrk');
-  const vegeta = vegetaBin();
-  const fixedRate: { kind: FixedRateGenerator; bin?: string | undefined } = vegeta
-    ? { kind: 'vegeta', bin: vegeta }
-    : { kind: hasTool('h2load') ? 'h2load' : 'undici' };
+  // loadgen (bench/loadgen), else vegeta, else h2load; BENCH_GENERATOR picks one.
+  const gen = fixedRateGenerator();
+  const fixedRate: { kind: FixedRateGenerator; bin?: string | undefined } =
+    gen === 'loadgen'
+      ? { kind: 'loadgen', bin: loadgenBin() }
+      : gen === 'vegeta'
+        ? { kind: 'vegeta', bin: vegetaBin() }
+        : { kind: hasTool('h2load') ? 'h2load' : 'undici' };
   const scratch = mkdtempSync(path.join(tmpdir(), 'vigil-bench-proxy-'));
   const cleanup: (() => Promise<void>)[] = [];
   try {

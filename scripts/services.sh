@@ -21,6 +21,8 @@ case "${1:-}" in
       || echo "[wrk] not installed (optional: the proxy bench falls back to undici)" >&2
     # vegeta: the proxy benchmark's fixed-rate generator for latency at half load (optional).
     "$here/vegeta.sh" install || echo "[vegeta] not built (optional: the proxy bench falls back to undici)" >&2
+    # loadgen: the benchmarks' own lighter fixed-rate generator (optional: vegeta otherwise).
+    "$here/loadgen.sh" install || echo "[loadgen] not built (optional: the benches use vegeta)" >&2
     wait "$t"
     ;;
   up)

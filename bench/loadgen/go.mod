@@ -1,0 +1,3 @@
+module vigil.local/loadgen
+
+go 1.22
