@@ -297,6 +297,9 @@ export async function runApiBench(
     const v = await startVigil(env, name);
     try {
       const max = await maxOf(v, true);
+      // Warmed up at the same rate first (as the proxy bench does): the generator's
+      // connections open then, not inside the measured seconds.
+      await fixedRate(target(v.url, true), Math.max(1, Math.floor(max.rps / 2)), 2);
       const half = await fixedRate(
         target(v.url, true),
         Math.max(1, Math.floor(max.rps / 2)),
