@@ -127,7 +127,14 @@ export async function startProxyWorker(
     };
     process.on('message', onMetrics);
     closers.push(() => void process.off('message', onMetrics));
-    const store = await openStore({ databaseUrl: config.databaseUrl, dataDir: config.dataDir });
+    // Embedded store: WAL checkpoints are left to the primary's decision-log writer thread
+    // (cli/runtime.ts, every second), off this event loop: SQLite runs one inside whichever
+    // commit takes the WAL past 1,000 pages, here a REVIEW's or a log batch's.
+    const store = await openStore({
+      databaseUrl: config.databaseUrl,
+      dataDir: config.dataDir,
+      sqlite: { autoCheckpoint: false },
+    });
     closers.push(() => store.close());
     const secretKey = secretKeyOf(config);
     // Backend rules decide here too: the same integrations, egress guard and breakers per worker.
