@@ -114,12 +114,18 @@ describe('WAL checkpoints off the main connection', () => {
   });
 
   const walBytes = () => statSync(path.join(dir, `${SQLITE_FILE}-wal`)).size;
-  /** ~6 MB of decision rows through the main connection, in batches. */
-  async function writeThroughMain(store: Store, from: number): Promise<void> {
+  /**
+   * ~6 MB of decision rows through the main connection, in batches; with `pauseMs`, a pause after
+   * each (a WAL starts over only when a checkpoint has copied all of it before the next write).
+   */
+  async function writeThroughMain(store: Store, from: number, pauseMs = 0): Promise<void> {
     const log = new DecisionLog(store, { flushIntervalMs: 1, batchSize: 100 });
     for (let i = from; i < from + 3_000; i++) {
       log.append(record(i, { pad: 'x'.repeat(2_000) }));
-      if (i % 100 === 99) await log.flush();
+      if (i % 100 === 99) {
+        await log.flush();
+        if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+      }
     }
     await log.close();
   }
@@ -138,7 +144,7 @@ describe('WAL checkpoints off the main connection', () => {
       });
       try {
         await new Promise((r) => setTimeout(r, 200));
-        await writeThroughMain(store, 3_000);
+        await writeThroughMain(store, 3_000, 25);
         expect(walBytes()).toBeLessThan(grown * 1.3);
       } finally {
         await writer.close();
