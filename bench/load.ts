@@ -225,6 +225,39 @@ export function vegetaBin(): string | undefined {
   }
 }
 
+/** vegeta's JSON-lines targets (also what bench/loadgen reads): `count` requests from `t`. */
+function writeTargets(t: LoadTarget, count: number, file: string): void {
+  const header: Record<string, string[]> = {};
+  for (const [k, v] of Object.entries(t.headers ?? {})) header[k] = [v];
+  const url = `${t.url}${t.path}`;
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const body = t.body?.(i);
+    lines.push(
+      JSON.stringify({
+        method: t.method ?? 'GET',
+        url,
+        header,
+        ...(body === undefined ? {} : { body: Buffer.from(body).toString('base64') }),
+      }),
+    );
+  }
+  writeFileSync(file, `${lines.join('\n')}\n`);
+}
+
+/** Runs a generator to its end; rejects with its stderr when it fails. */
+function runGenerator(name: string, bin: string, args: string[]): Promise<void> {
+  return new Promise<void>((resolve, reject) => {
+    const p = spawn(bin, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    p.stderr.on('data', (c: Buffer) => (err += c.toString()));
+    p.once('error', reject);
+    p.once('exit', (code) =>
+      code === 0 ? resolve() : reject(new Error(`${name} failed (${code}): ${err}`)),
+    );
+  });
+}
+
 /** One vegeta attack: `rps` for `seconds`, each request from `t` (bodies vary by index). */
 export async function vegetaOpenLoop(
   bin: string,
@@ -236,51 +269,24 @@ export async function vegetaOpenLoop(
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigil-vegeta-'));
   try {
     const total = Math.max(1, Math.round(rps * seconds));
-    const header: Record<string, string[]> = {};
-    for (const [k, v] of Object.entries(t.headers ?? {})) header[k] = [v];
-    const url = `${t.url}${t.path}`;
-    const lines: string[] = [];
-    for (let i = 0; i < total; i++) {
-      const body = t.body?.(i);
-      lines.push(
-        JSON.stringify({
-          method: t.method ?? 'GET',
-          url,
-          header,
-          ...(body === undefined ? {} : { body: Buffer.from(body).toString('base64') }),
-        }),
-      );
-    }
-    writeFileSync(path.join(dir, 'targets.json'), `${lines.join('\n')}\n`);
+    writeTargets(t, total, path.join(dir, 'targets.json'));
     const out = path.join(dir, 'results.bin');
     const t0 = performance.now();
-    await new Promise<void>((resolve, reject) => {
-      const p = spawn(
-        bin,
-        [
-          'attack',
-          '-format=json',
-          `-targets=${path.join(dir, 'targets.json')}`,
-          `-rate=${rps}/s`,
-          `-duration=${seconds}s`,
-          `-connections=${connections}`,
-          // Bounded: an unbounded vegeta answers a stall by opening connections and goroutines
-          // without limit, and then measures itself.
-          `-max-connections=${connections * 2}`,
-          `-max-workers=${connections * 2}`,
-          '-workers=8',
-          '-timeout=10s',
-          `-output=${out}`,
-        ],
-        { stdio: ['ignore', 'ignore', 'pipe'] },
-      );
-      let err = '';
-      p.stderr.on('data', (c: Buffer) => (err += c.toString()));
-      p.once('error', reject);
-      p.once('exit', (code) =>
-        code === 0 ? resolve() : reject(new Error(`vegeta failed (${code}): ${err}`)),
-      );
-    });
+    await runGenerator('vegeta', bin, [
+      'attack',
+      '-format=json',
+      `-targets=${path.join(dir, 'targets.json')}`,
+      `-rate=${rps}/s`,
+      `-duration=${seconds}s`,
+      `-connections=${connections}`,
+      // Bounded: an unbounded vegeta answers a stall by opening connections and goroutines
+      // without limit, and then measures itself.
+      `-max-connections=${connections * 2}`,
+      `-max-workers=${connections * 2}`,
+      '-workers=8',
+      '-timeout=10s',
+      `-output=${out}`,
+    ]);
     const elapsed = (performance.now() - t0) / 1000;
     // One CSV row a request: timestamp, status, latency (ns), bytes out, bytes in, error, …
     const csv = execFileSync(bin, ['encode', '--to=csv', out], {
@@ -344,45 +350,18 @@ export async function loadgenOpenLoop(
   const dir = mkdtempSync(path.join(os.tmpdir(), 'vigil-loadgen-'));
   try {
     const total = Math.max(1, Math.round(rps * seconds));
-    const header: Record<string, string[]> = {};
-    for (const [k, v] of Object.entries(t.headers ?? {})) header[k] = [v];
-    const url = `${t.url}${t.path}`;
     // A body that never varies needs one target; else one per request, as vegeta takes them.
-    const lines: string[] = [];
-    for (let i = 0; i < (t.body ? total : 1); i++) {
-      const body = t.body?.(i);
-      lines.push(
-        JSON.stringify({
-          method: t.method ?? 'GET',
-          url,
-          header,
-          ...(body === undefined ? {} : { body: Buffer.from(body).toString('base64') }),
-        }),
-      );
-    }
-    writeFileSync(path.join(dir, 'targets.json'), `${lines.join('\n')}\n`);
+    writeTargets(t, t.body ? total : 1, path.join(dir, 'targets.json'));
     const out = path.join(dir, 'results.csv');
     const t0 = performance.now();
-    await new Promise<void>((resolve, reject) => {
-      const p = spawn(
-        bin,
-        [
-          `-targets=${path.join(dir, 'targets.json')}`,
-          `-rate=${rps}`,
-          `-duration=${seconds}s`,
-          `-max-connections=${connections * 2}`,
-          '-timeout=10s',
-          `-output=${out}`,
-        ],
-        { stdio: ['ignore', 'ignore', 'pipe'] },
-      );
-      let err = '';
-      p.stderr.on('data', (c: Buffer) => (err += c.toString()));
-      p.once('error', reject);
-      p.once('exit', (code) =>
-        code === 0 ? resolve() : reject(new Error(`loadgen failed (${code}): ${err}`)),
-      );
-    });
+    await runGenerator('loadgen', bin, [
+      `-targets=${path.join(dir, 'targets.json')}`,
+      `-rate=${rps}`,
+      `-duration=${seconds}s`,
+      `-max-connections=${connections * 2}`,
+      '-timeout=10s',
+      `-output=${out}`,
+    ]);
     const elapsed = (performance.now() - t0) / 1000;
     // One row a request: index, status (0: transport error), ns from the send, ns from when due.
     const lat: number[] = [];
