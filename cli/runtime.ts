@@ -14,7 +14,7 @@ import type { DecideDeps } from '../decisions/decide.ts';
 import { decide } from '../decisions/decide.ts';
 import type { DecisionRecord, HandoffItem, RulesetRow } from '../decisions/ports.ts';
 import type { DecisionOutcome } from '../rulesets/ports.ts';
-import { DecisionRequest } from '../decisions/request.ts';
+import { parseDecisionRequest } from '../decisions/request.ts';
 import { buildApp, type App, type AppOptions, type HealthCheck } from '../proxy/app.ts';
 import { SCOPES, cachedTokenVerifier, requireScope, type TokenVerifier } from '../proxy/auth.ts';
 import { authzRoutes } from '../proxy/authz.ts';
@@ -37,6 +37,7 @@ import { serveCount } from '../storage/counters/ipc.ts';
 import { createMetrics, decisionObserver, type ApiMetrics } from '../proxy/metrics.ts';
 import { blacklistRoutes } from '../proxy/routes/blacklist.ts';
 import { decisionRoutes } from '../proxy/routes/decisions.ts';
+import { decisionFastRoute } from '../proxy/routes/decisions-fast.ts';
 import { eventRoutes } from '../proxy/routes/events.ts';
 import { caseRoutes, temporalCases, unavailableCases } from '../proxy/routes/cases.ts';
 import { playbookRoutes, type IntegrationRef } from '../proxy/routes/playbooks.ts';
@@ -378,7 +379,7 @@ export async function buildRuntime(
     body: Record<string, unknown>;
     source: string;
   }) => {
-    const parsed = DecisionRequest.safeParse({ ...input.body, context: input.context });
+    const parsed = parseDecisionRequest({ ...input.body, context: input.context });
     if (!parsed.success) throw new Error('the extracted context is not a valid decision request');
     const r = await decide(decideDeps, parsed.data, { source: input.source });
     return { id: r.id, decision: r.decision };
@@ -395,6 +396,7 @@ export async function buildRuntime(
     health,
     verifyToken,
     serveApi: opts.serveApi,
+    fastRoutes: [decisionFastRoute(decideDeps)],
     ...(opts.metricsFrom ? { metricsFrom: opts.metricsFrom } : {}),
     routes: [
       decisionRoutes({
@@ -736,7 +738,7 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
         trustedProxies: config.trustedProxies,
         registry: rt.metrics.registry,
         decide: async (input) => {
-          const parsed = DecisionRequest.safeParse({ ...input.body, context: input.context });
+          const parsed = parseDecisionRequest({ ...input.body, context: input.context });
           if (!parsed.success)
             throw new Error('the extracted context is not a valid decision request');
           const r = await decide(rt.decideDeps, parsed.data, { source: input.source });

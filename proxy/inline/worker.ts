@@ -16,7 +16,7 @@ import type { Config } from '../../config/config.ts';
 import { ActiveRulesets } from '../../decisions/active-rulesets.ts';
 import { decide, type DecideDeps } from '../../decisions/decide.ts';
 import type { DecisionRecord } from '../../decisions/ports.ts';
-import { DecisionRequest } from '../../decisions/request.ts';
+import { parseDecisionRequest } from '../../decisions/request.ts';
 import { createIntegrations } from '../../integrations/index.ts';
 import { parseRuleset, type RulesetDocument } from '../../rulesets/schema.ts';
 import type { CounterStore } from '../../rulesets/ports.ts';
@@ -213,7 +213,7 @@ export async function startProxyWorker(
       trustedProxies: config.trustedProxies,
       registry,
       decide: async (input) => {
-        const parsed = DecisionRequest.safeParse({ ...input.body, context: input.context });
+        const parsed = parseDecisionRequest({ ...input.body, context: input.context });
         if (!parsed.success)
           throw new Error('the extracted context is not a valid decision request');
         const r = await decide(deps, parsed.data, { source: input.source });

@@ -2,10 +2,11 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { SQLITE_FILE } from '../../../storage/store.ts';
-import { ADMIN, auth, injectJson, startRuntime, type Method } from './helpers.ts';
+import { ADMIN, auth, httpJson, startRuntime, type Method } from './helpers.ts';
 
 type Rt = Awaited<ReturnType<typeof startRuntime>>;
 let rt: Rt;
+let base: string;
 
 const RULESET = {
   name: 'api test',
@@ -34,13 +35,18 @@ const RULESET = {
   ],
 };
 
+// Over a real socket: POST /api/decisions is answered by the fast path in front of fastify.
 const json = (method: Method, url: string, body?: unknown, token: string | null = ADMIN) =>
-  injectJson(rt, method, url, body, token);
+  httpJson(base, method, url, body, token);
 
 const card = (last4: string) => ({ type: 'masked_pan', bin: '411111', last4, expiry: '12/29' });
 
 beforeAll(async () => {
   rt = await startRuntime();
+  await rt.app.listen({ port: 0, host: '127.0.0.1' });
+  const addr = rt.app.server.address();
+  if (!addr || typeof addr === 'string') throw new Error('no address');
+  base = `http://127.0.0.1:${addr.port}`;
   const created = await json('POST', '/api/admin/rulesets', RULESET);
   expect(created.status).toBe(201);
   expect(created.body.status).toBe('DRAFT');

@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { request } from 'undici';
 import { buildRuntime, type Runtime } from '../../../cli/runtime.ts';
 import { loadConfig } from '../../../config/config.ts';
 
@@ -47,5 +48,32 @@ export async function injectJson(
     status: res.statusCode,
     text: res.body,
     body: res.body ? (JSON.parse(res.body) as Record<string, any>) : {},
+  };
+}
+
+/**
+ * The same call as injectJson over a real socket (the server must be listening at `base`), so
+ * what node:http answers before fastify (the decisions fast path) is what is tested.
+ */
+export async function httpJson(
+  base: string,
+  method: Method,
+  url: string,
+  body?: unknown,
+  token: string | null = ADMIN,
+) {
+  const res = await request(`${base}${url}`, {
+    method,
+    headers: {
+      ...(token ? auth(token) : {}),
+      ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+    },
+    ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+  });
+  const text = await res.body.text();
+  return {
+    status: res.statusCode,
+    text,
+    body: text ? (JSON.parse(text) as Record<string, any>) : {},
   };
 }
