@@ -21,7 +21,8 @@ import {
 } from './load.ts';
 
 const root = path.resolve(import.meta.dirname, '..');
-const TOKEN = 'vgl_bench_admin_token_0123456789abcdef';
+/** The admin token of the benches' Vigil processes. */
+export const TOKEN = 'vgl_bench_admin_token_0123456789abcdef';
 
 export function benchRuleset(): object {
   const rules: object[] = [
@@ -181,15 +182,24 @@ export async function startAnchor(): Promise<BenchServer> {
   };
 }
 
-/** BENCH_CPU_PROF_DIR=dir: each server process writes a V8 CPU profile there on exit. */
+/**
+ * BENCH_CPU_PROF_DIR=dir: each server process writes a V8 CPU profile there on exit.
+ * BENCH_CHILD_FLAGS: more node flags for them (e.g. `--trace-gc`, with BENCH_CHILD_OUTPUT=1).
+ */
 function profileArgs(name: string): string[] {
   const dir = process.env.BENCH_CPU_PROF_DIR;
+  const extra = (process.env.BENCH_CHILD_FLAGS ?? '').split(' ').filter(Boolean);
   return dir
-    ? ['--cpu-prof', `--cpu-prof-dir=${dir}`, `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`]
-    : [];
+    ? [
+        ...extra,
+        '--cpu-prof',
+        `--cpu-prof-dir=${dir}`,
+        `--cpu-prof-name=${name}-${Date.now()}.cpuprofile`,
+      ]
+    : extra;
 }
 
-async function freePort(): Promise<number> {
+export async function freePort(): Promise<number> {
   const s = http.createServer();
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
   const { port } = s.address() as AddressInfo;
@@ -197,24 +207,34 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-export async function startVigil(env: Record<string, string>, name: string): Promise<BenchServer> {
-  const dataDir = mkdtempSync(path.join(tmpdir(), 'vigil-bench-'));
+/**
+ * A `vigil <role>` child process, answering /healthz on its API_PORT. Its data dir is a fresh
+ * one (removed on stop) unless env names one (VIGIL_DATA_DIR: another process's, left alone).
+ */
+export async function spawnVigil(
+  role: string,
+  env: Record<string, string>,
+  name: string,
+): Promise<BenchServer & { dataDir: string }> {
+  const own = !env.VIGIL_DATA_DIR;
+  const dataDir = env.VIGIL_DATA_DIR ?? mkdtempSync(path.join(tmpdir(), 'vigil-bench-'));
   const port = await freePort();
   const child: ChildProcess = spawn(
     process.execPath,
-    ['--no-warnings', ...profileArgs(name), path.join(root, 'cli/main.ts'), 'api'],
+    ['--no-warnings', ...profileArgs(name), path.join(root, 'cli/main.ts'), role],
     {
       env: {
         ...process.env,
+        VIGIL_DEMO: '0',
+        VIGIL_LOG_LEVEL: 'warn',
+        KAFKA_BROKERS: '',
         ...env,
         API_PORT: String(port),
         VIGIL_DATA_DIR: dataDir,
         VIGIL_ADMIN_TOKEN: TOKEN,
-        VIGIL_DEMO: '0',
-        VIGIL_LOG_LEVEL: 'warn',
-        KAFKA_BROKERS: '',
       },
-      stdio: ['ignore', 'ignore', 'inherit'],
+      // BENCH_CHILD_OUTPUT=1: the child's stdout too (its logs, or NODE_OPTIONS=--trace-gc).
+      stdio: ['ignore', process.env.BENCH_CHILD_OUTPUT === '1' ? 'inherit' : 'ignore', 'inherit'],
     },
   );
   const url = `http://127.0.0.1:${port}`;
@@ -224,32 +244,46 @@ export async function startVigil(env: Record<string, string>, name: string): Pro
       await r.body.dump();
       if (r.statusCode === 200) break;
     } catch {
-      if (i > 150) throw new Error('vigil api did not start');
+      if (i > 150 || child.exitCode !== null) throw new Error(`vigil ${role} did not start`);
     }
     await sleep(100);
   }
+  return {
+    url,
+    pid: child.pid!,
+    dataDir,
+    stop: async () => {
+      if (child.exitCode === null) {
+        child.kill('SIGTERM');
+        await new Promise((r) => child.once('exit', r));
+      }
+      if (own) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** `vigil api` in a child process, `ruleset` (default: the 20-rule checkout set) active. */
+export async function startVigil(
+  env: Record<string, string>,
+  name: string,
+  opts: { ruleset?: object } = {},
+): Promise<BenchServer & { dataDir: string }> {
+  const server = await spawnVigil('api', env, name);
   const auth = { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' };
-  const created = await request(`${url}/api/admin/rulesets`, {
+  const created = await request(`${server.url}/api/admin/rulesets`, {
     method: 'POST',
     headers: auth,
-    body: JSON.stringify(benchRuleset()),
+    body: JSON.stringify(opts.ruleset ?? benchRuleset()),
   });
   const rs = (await created.body.json()) as { id?: string };
   if (!rs.id) throw new Error(`ruleset upload failed: ${JSON.stringify(rs)}`);
-  const act = await request(`${url}/api/admin/rulesets/${rs.id}/activate`, {
+  const act = await request(`${server.url}/api/admin/rulesets/${rs.id}/activate`, {
     method: 'POST',
     headers: { authorization: auth.authorization },
   });
   await act.body.dump();
-  return {
-    url,
-    pid: child.pid!,
-    stop: async () => {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-      rmSync(dataDir, { recursive: true, force: true });
-    },
-  };
+  if (act.statusCode !== 200) throw new Error(`ruleset activation failed (${act.statusCode})`);
+  return server;
 }
 
 /** A closed-loop run with the server process's CPU time per answered request. */

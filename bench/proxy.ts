@@ -1,7 +1,9 @@
 // The inline proxy under load, beside its anchors, measured in the same run on this machine:
 // - direct: the origin alone (node:http answering a small body);
 // - bare: a minimal node:http + undici reverse proxy written here, the reference;
-// - Vigil pass-through, and Vigil on a monitored route (JSON body extracted, trivial decide);
+// - Vigil pass-through, and Vigil on a monitored route deciding with a 20-rule ruleset: the
+//   product itself, `vigil proxy` in one process (VIGIL_PROXY_WORKERS=1, like the one-process
+//   bare reference), with its embedded store, in-process velocity, decision log and event file;
 // - nginx as a plain reverse proxy;
 // - nginx + auth_request → a stub answering 204, and → Vigil's /api/authz/{context}.
 // Targets (issue "The inline proxy"): pass-through ≥ 0.9× bare; monitored ≥ 0.75× bare;
@@ -12,7 +14,8 @@
 // when it is installed (a C load generator costs the servers least CPU), else from an undici
 // load generator in its own process. Every server runs in its own process, Vigil's too (like
 // the bare reference it is compared with), unless a DecideFn is passed in
-// (runProxyBench({ decide })): then Vigil runs in this one. The half-load runs put the same
+// (runProxyBench({ decide })): then the inline proxy runs in this one with that engine. The
+// half-load runs put the same
 // request through direct and through each proxy at the same rate, POST /login through the
 // bare proxy too, so the monitored route's added latency has a reference on its own request.
 //
@@ -31,6 +34,7 @@ import Fastify from 'fastify';
 import { Registry } from 'prom-client';
 import { Pool } from 'undici';
 import { authzRoutes } from '../proxy/authz.ts';
+import { freePort, spawnVigil, startVigil, TOKEN } from './api.ts';
 import { compileRoutesDocument } from '../proxy/inline/config.ts';
 import { createInlineProxy } from '../proxy/inline/server.ts';
 import { silentLogger, type DecideFn } from '../proxy/inline/types.ts';
@@ -591,10 +595,112 @@ const BENCH_ROUTES = (originUrl: string) => ({
   ],
 });
 
-const trivialDecide = (): DecideFn => {
-  let n = 0;
-  return () => Promise.resolve({ id: `dec_bench${(++n).toString(36)}`, decision: 'ALLOW' });
-};
+/**
+ * The monitored route's ruleset: 20 rules over what the route extracts (email, device, session)
+ * — blacklists, velocity (counts and a distinct count) and conditions — none of which fires on
+ * the bench's requests, so every request is decided in full and forwarded.
+ */
+export function loginRuleset(): object {
+  const rules: object[] = [
+    {
+      id: 'bad-email',
+      type: 'blacklist',
+      action: 'BLOCK',
+      fields: ['$.customer.email', '$.device.fingerprint'],
+    },
+    {
+      id: 'email-hour',
+      type: 'condition',
+      action: 'BLOCK',
+      condition: { velocity: { field: '$.customer.email', window: '1h', gt: 1_000_000_000 } },
+    },
+    {
+      id: 'device-emails',
+      type: 'condition',
+      action: 'REVIEW',
+      condition: {
+        velocity: {
+          field: '$.device.fingerprint',
+          distinct: '$.customer.email',
+          window: '24h',
+          gte: 1000,
+        },
+      },
+    },
+    {
+      id: 'session-hour',
+      type: 'condition',
+      action: 'REVIEW',
+      condition: { velocity: { field: '$.device.session', window: '1h', gt: 1_000_000_000 } },
+    },
+  ];
+  for (let i = 0; rules.length < 20; i++) {
+    rules.push({
+      id: `login-${i}`,
+      type: 'condition',
+      action: i % 3 === 0 ? 'REVIEW' : 'BLOCK',
+      condition: {
+        or: [
+          { in: { path: '$.customer.email', values: [`x${i}@example.net`, `y${i}@example.net`] } },
+          {
+            and: [
+              { eq: { path: '$.device.fingerprint', value: `dev_bad_${i}` } },
+              { neq: { path: '$.device.session', value: `s${i}` } },
+            ],
+          },
+        ],
+      },
+    });
+  }
+  return {
+    name: 'bench-login-20',
+    context: 'login',
+    velocity_fields: ['$.customer.email', '$.device.session'],
+    rules,
+  };
+}
+
+/**
+ * `vigil proxy` in one process (VIGIL_PROXY_WORKERS=1) with the bench routes, deciding with the
+ * login ruleset, which a `vigil api` on the same data dir activated; that API also answers
+ * nginx's auth_request, as a split deployment would.
+ */
+export async function startVigilProduct(
+  originUrl: string,
+  scratch: string,
+): Promise<{ port: number; apiPort: number; pid: number; stop(): Promise<void> }> {
+  const routesFile = path.join(scratch, 'routes.json');
+  writeFileSync(routesFile, JSON.stringify(BENCH_ROUTES(originUrl)));
+  const api = await startVigil({ REDIS_URL: '', VIGIL_CONFIG: routesFile }, 'api', {
+    ruleset: loginRuleset(),
+  });
+  const port = await freePort();
+  try {
+    const proxy = await spawnVigil(
+      'proxy',
+      {
+        PORT: String(port),
+        VIGIL_CONFIG: routesFile,
+        VIGIL_PROXY_WORKERS: '1',
+        REDIS_URL: '',
+        VIGIL_DATA_DIR: api.dataDir,
+      },
+      'proxy',
+    );
+    return {
+      port,
+      apiPort: Number(new URL(api.url).port),
+      pid: proxy.pid,
+      stop: async () => {
+        await proxy.stop();
+        await api.stop();
+      },
+    };
+  } catch (err) {
+    await api.stop();
+    throw err;
+  }
+}
 
 /** Runs every scenario and returns the figures (also printed when run from the command line). */
 export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<ProxyBenchResult> {
@@ -603,7 +709,6 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
   const rounds = Math.max(1, opts.rounds ?? 3);
   const loadBefore = loadavg();
   const say = opts.progress ?? ((l: string) => process.stderr.write(`${l}\n`));
-  const decide = opts.decide ?? trivialDecide();
   const useWrk = hasTool('wrk');
   // loadgen (bench/loadgen), else vegeta, else h2load; BENCH_GENERATOR picks one.
   const gen = fixedRateGenerator();
@@ -627,7 +732,11 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
     const routes = BENCH_ROUTES(originUrl);
     let vigilPort: number;
     let vigilCpu: () => number;
+    // Where nginx's auth_request goes: Vigil's /api/authz/{context}.
+    let authzPort: number;
+    let authzHeaders = '';
     if (opts.decide) {
+      const decide = opts.decide;
       const vigil = createInlineProxy({
         config: routes,
         decide,
@@ -642,22 +751,24 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
         const u = process.cpuUsage();
         return u.user + u.system;
       };
+      const api = Fastify({ logger: false });
+      await authzRoutes(api, {
+        decide,
+        registry: new Registry(),
+        config: compileRoutesDocument(routes),
+      });
+      await api.listen({ port: 0, host: '127.0.0.1' });
+      authzPort = (api.server.address() as AddressInfo).port;
+      cleanup.push(() => api.close());
     } else {
-      const child = await startChild('vigil', originUrl);
-      cleanup.push(() => stopChild(child));
-      vigilPort = child.port;
-      vigilCpu = () => childCpuMicros(child.proc.pid);
+      const product = await startVigilProduct(originUrl, scratch);
+      cleanup.push(() => product.stop());
+      vigilPort = product.port;
+      vigilCpu = () => childCpuMicros(product.pid);
+      authzPort = product.apiPort;
+      // The product's authz route wants a decisions:write token, as nginx would be given.
+      authzHeaders = `proxy_set_header Authorization "Bearer ${TOKEN}";`;
     }
-
-    const api = Fastify({ logger: false });
-    await authzRoutes(api, {
-      decide,
-      registry: new Registry(),
-      config: compileRoutesDocument(routes),
-    });
-    await api.listen({ port: 0, host: '127.0.0.1' });
-    const authzPort = (api.server.address() as AddressInfo).port;
-    cleanup.push(() => api.close());
 
     const upstreams = `
   upstream origin { server 127.0.0.1:${origin.port}; keepalive 64; }
@@ -673,6 +784,7 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
       proxy_set_header Content-Length "";
       proxy_set_header X-Original-URI $request_uri;
       proxy_set_header X-Original-Method $request_method;
+      ${up === 'vigil' ? authzHeaders : ''}
     }
     location / {
       auth_request /_auth;
@@ -1012,21 +1124,7 @@ async function serveRole(role: string): Promise<void> {
     return;
   }
   const target = process.argv[process.argv.indexOf(role) + 1] ?? '';
-  const server =
-    role === 'origin'
-      ? runOrigin()
-      : role === 'stub'
-        ? runStub()
-        : role === 'vigil'
-          ? createInlineProxy({
-              config: BENCH_ROUTES(target),
-              decide: trivialDecide(),
-              registry: new Registry(),
-              log: silentLogger,
-              watch: false,
-              sighup: false,
-            }).server
-          : runBare(target);
+  const server = role === 'origin' ? runOrigin() : role === 'stub' ? runStub() : runBare(target);
   server.keepAliveTimeout = 30_000;
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   process.stdout.write(`${JSON.stringify({ port: (server.address() as AddressInfo).port })}\n`);
