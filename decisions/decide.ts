@@ -7,6 +7,7 @@ import { evaluate, type EvalResult } from '../rulesets/evaluate.ts';
 import type {
   BackendCaller,
   BlacklistLookup,
+  CountOptions,
   CounterStore,
   Counts,
   DecisionOutcome,
@@ -78,7 +79,7 @@ interface SyncCounterStore {
     decisionId: string,
     nowMs: number,
     requests: Parameters<CounterStore['count']>[2],
-    opts: { record: boolean },
+    opts: CountOptions,
   ): Counts;
 }
 
@@ -147,11 +148,13 @@ export async function decide(
     if (requests.length > 0) {
       // A timer per decision for a store that cannot be late was ~1% of a decision's CPU.
       const sync = syncCounters(deps.counters);
+      // Only an Idempotency-Key's id can be counted again (a retry); a fresh one cannot.
+      const countOpts = { record: !dryRun, repeatable: opts.idempotencyKey !== undefined };
       try {
         counts = sync
-          ? sync.countSync(id, nowMs, requests, { record: !dryRun })
+          ? sync.countSync(id, nowMs, requests, countOpts)
           : await withTimeout(
-              deps.counters.count(id, nowMs, requests, { record: !dryRun }),
+              deps.counters.count(id, nowMs, requests, countOpts),
               deadline - deps.now(),
             );
       } catch {

@@ -70,17 +70,24 @@ export interface Counts {
 /**
  * The counter store: records the decision under every requested key and returns the counts,
  * in one round trip, idempotently per decision id. `record: false` (dry run) returns the counts
- * as if the decision were counted, without storing it. Throws (or rejects) when unavailable;
- * the caller turns that into `counter_unavailable`.
+ * as if the decision were counted, without storing it. `repeatable: false` says the id cannot
+ * come again (a fresh random id, not an Idempotency-Key's): a store may then skip remembering
+ * it for deduplication; the default is true. Throws (or rejects) when unavailable; the caller
+ * turns that into `counter_unavailable`.
  */
 export interface CounterStore {
   count(
     decisionId: string,
     nowMs: number,
     requests: CounterRequest[],
-    opts: { record: boolean },
+    opts: CountOptions,
   ): Promise<Counts>;
   close(): Promise<void>;
+}
+
+export interface CountOptions {
+  record: boolean;
+  repeatable?: boolean;
 }
 
 /** The blacklist as the engine sees it: an in-memory index, synchronous. */

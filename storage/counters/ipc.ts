@@ -13,7 +13,7 @@
 // decision's counter requests as they are; the reply carries the counts flattened in the order
 // normalizeRequests gives (each value's windows, then each distinct path's windows), which both
 // ends compute from the same requests.
-import type { CounterRequest, CounterStore, Counts } from '../../rulesets/ports.ts';
+import type { CountOptions, CounterRequest, CounterStore, Counts } from '../../rulesets/ports.ts';
 import { CounterUnavailableError } from '../errors.ts';
 import { CircuitBreaker, type BreakerState } from './breaker.ts';
 import { CountsMap, normalizeRequests } from './counts.ts';
@@ -30,6 +30,8 @@ export interface IpcCountRequest {
   d: string;
   now: number;
   rec: boolean;
+  /** The decision id cannot come again (CountOptions.repeatable false). */
+  once?: boolean;
   req: CounterRequest[];
 }
 
@@ -93,7 +95,7 @@ export class IpcCounterStore implements CounterStore {
     decisionId: string,
     nowMs: number,
     requests: CounterRequest[],
-    opts: { record: boolean },
+    opts: CountOptions,
   ): Promise<Counts> {
     if (requests.length === 0) return Promise.resolve(new CountsMap());
     if (this.#closed) return Promise.reject(new CounterUnavailableError('closed'));
@@ -112,6 +114,7 @@ export class IpcCounterStore implements CounterStore {
         d: decisionId,
         now: nowMs,
         rec: opts.record,
+        ...(opts.repeatable === false ? { once: true } : {}),
         req: requests,
       };
       try {
@@ -185,7 +188,10 @@ export class IpcCounterStore implements CounterStore {
 /** Answers one count request from `store`; what the primary sends back to the worker. */
 export function answerCount(store: MemoryCounterStore, m: IpcCountRequest): IpcCountReply {
   try {
-    const counts = store.countSync(m.d, m.now, m.req, { record: m.rec });
+    const counts = store.countSync(m.d, m.now, m.req, {
+      record: m.rec,
+      repeatable: m.once !== true,
+    });
     const c: number[] = [];
     for (const r of normalizeRequests(m.req)) {
       for (const w of r.windowsMs) c.push(counts.get(r.field, r.value, w) ?? 0);

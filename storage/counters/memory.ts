@@ -14,7 +14,7 @@
 // (no Map delete/re-insert per touch, which made V8 rehash the big map over and over), the
 // distinct values of a (field, value) hang off its series, and a decision's requests are used as
 // they come when they are already one per value with sorted windows (the compiled ruleset's are).
-import type { CounterRequest, CounterStore, Counts } from '../../rulesets/ports.ts';
+import type { CountOptions, CounterRequest, CounterStore, Counts } from '../../rulesets/ports.ts';
 import { normalizeRequests } from './counts.ts';
 
 export interface MemoryCounterOptions {
@@ -59,6 +59,8 @@ interface Request {
 }
 
 const SWEEP_PER_CALL = 2;
+/** In `ids` for a time whose decision cannot come again (not in `seen`). */
+const NO_ID = '';
 
 export class MemoryCounterStore implements CounterStore {
   #maxKeys: number;
@@ -82,7 +84,7 @@ export class MemoryCounterStore implements CounterStore {
     decisionId: string,
     nowMs: number,
     requests: CounterRequest[],
-    opts: { record: boolean },
+    opts: CountOptions,
   ): Promise<Counts> {
     return Promise.resolve(this.countSync(decisionId, nowMs, requests, opts));
   }
@@ -92,10 +94,14 @@ export class MemoryCounterStore implements CounterStore {
     decisionId: string,
     nowMs: number,
     requests: readonly CounterRequest[],
-    opts: { record: boolean },
+    opts: CountOptions,
   ): Counts {
     const counts = new FlatCounts();
     const record = opts.record;
+    // A decision id that cannot come again needs no entry in `seen`: keeping each decision's id
+    // string in every series it touched (and a Set entry) was most of what a young-generation
+    // collection had to copy, and made each such pause twice as long.
+    const repeatable = opts.repeatable !== false;
     const reqs: readonly Request[] = alreadyNormal(requests)
       ? requests
       : normalizeRequests(requests);
@@ -127,11 +133,11 @@ export class MemoryCounterStore implements CounterStore {
         this.#keys++;
         this.#link(s);
       }
-      const fresh = !s || !s.seen.has(decisionId);
+      const fresh = !s || !repeatable || !s.seen.has(decisionId);
       if (record && s) {
         if (retainMs > s.retainMs) s.retainMs = retainMs;
         if (nowMs > s.lastMs) s.lastMs = nowMs;
-        if (fresh) this.#insert(s, nowMs, decisionId);
+        if (fresh) this.#insert(s, nowMs, repeatable ? decisionId : NO_ID);
         this.#prune(s, nowMs - s.retainMs);
       }
       const ws = req.windowsMs;
@@ -236,7 +242,7 @@ export class MemoryCounterStore implements CounterStore {
       s.times.splice(i, 0, t);
       s.ids.splice(i, 0, id);
     }
-    s.seen.add(id);
+    if (id !== NO_ID) s.seen.add(id);
     this.#events++;
     if (s.times.length - s.head > this.#maxPerKey) this.#dropFront(s, 1);
   }
@@ -248,7 +254,10 @@ export class MemoryCounterStore implements CounterStore {
   }
 
   #dropFront(s: Series, k: number): void {
-    for (let i = s.head; i < s.head + k; i++) s.seen.delete(s.ids[i]!);
+    for (let i = s.head; i < s.head + k; i++) {
+      const id = s.ids[i]!;
+      if (id !== NO_ID) s.seen.delete(id);
+    }
     s.head += k;
     this.#events -= k;
     if (s.head > 64 && s.head * 2 > s.times.length) {

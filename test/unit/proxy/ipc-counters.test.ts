@@ -90,6 +90,16 @@ describe('IpcCounterStore', () => {
     expect(next.get('$.credential_fingerprint', 'tok_r', HOUR)).toBe(2);
   });
 
+  it('passes on that a fresh decision id cannot come again (repeatable: false)', async () => {
+    const primary = new MemoryCounterStore();
+    const a = adapter(pair(primary).channel);
+    const once = { record: true, repeatable: false };
+    await a.count('dec_fresh', 6_000, card('tok_f'), once);
+    // Not remembered in the primary: the same id again (which decide never sends) counts again.
+    const again = await a.count('dec_fresh', 6_010, card('tok_f'), once);
+    expect(again.get('$.credential_fingerprint', 'tok_f', HOUR)).toBe(2);
+  });
+
   it('counts 500 concurrent decisions from 4 workers exactly 1..500', async () => {
     const primary = new MemoryCounterStore();
     const workers = Array.from({ length: 4 }, () => adapter(pair(primary).channel, 5_000));

@@ -35,6 +35,25 @@ describe('MemoryCounterStore', () => {
     expect(s.countSync('c', 1_000, card('c', w), { record: true }).get(CARD, 'c', 1_000)).toBe(2);
   });
 
+  it('remembers only repeatable ids: a fresh id is counted without a dedup entry', () => {
+    const s = new MemoryCounterStore();
+    const w = [1_000];
+    const once = { record: true, repeatable: false };
+    // The caller promised these ids cannot come again, so nothing is kept to recognise them:
+    // the same id sent twice anyway counts twice.
+    expect(s.countSync('f', 0, card('c', w), once).get(CARD, 'c', 1_000)).toBe(1);
+    expect(s.countSync('f', 10, card('c', w), once).get(CARD, 'c', 1_000)).toBe(2);
+    // A repeatable id is still counted once however often it comes, beside the others.
+    const keyed = { record: true, repeatable: true };
+    expect(s.countSync('k', 20, card('c', w), keyed).get(CARD, 'c', 1_000)).toBe(3);
+    expect(s.countSync('k', 30, card('c', w), keyed).get(CARD, 'c', 1_000)).toBe(3);
+    // The default is repeatable.
+    expect(s.countSync('k', 40, card('c', w), { record: true }).get(CARD, 'c', 1_000)).toBe(3);
+    // Fresh ids roll out of the window like any other: at 1,015 only 20 (k) and 1,015 are in.
+    expect(s.countSync('g', 1_015, card('c', w), once).get(CARD, 'c', 1_000)).toBe(2);
+    expect(s.stats().events).toBe(2);
+  });
+
   it('rolls the window exactly at its edge: (now - window, now]', () => {
     const s = new MemoryCounterStore();
     s.countSync('a', 1_000, card('c', [60_000]), { record: true });
