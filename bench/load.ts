@@ -282,6 +282,9 @@ export async function vegetaOpenLoop(
       // Bounded: an unbounded vegeta answers a stall by opening connections and goroutines
       // without limit, and then measures itself.
       `-max-connections=${connections * 2}`,
+      // Open before the clock starts (as wrk does): dials made on the schedule delay it and
+      // release the requests due meanwhile in one burst at the start of every run.
+      `-preconnect=${Math.min(connections, 32)}`,
       `-max-workers=${connections * 2}`,
       '-workers=8',
       '-timeout=10s',
@@ -359,6 +362,9 @@ export async function loadgenOpenLoop(
       `-rate=${rps}`,
       `-duration=${seconds}s`,
       `-max-connections=${connections * 2}`,
+      // Open before the clock starts (as wrk does): dials made on the schedule delay it and
+      // release the requests due meanwhile in one burst at the start of every run.
+      `-preconnect=${Math.min(connections, 32)}`,
       '-timeout=10s',
       `-output=${out}`,
     ]);

@@ -668,7 +668,13 @@ export function loginRuleset(): object {
 export async function startVigilProduct(
   originUrl: string,
   scratch: string,
-): Promise<{ port: number; apiPort: number; pid: number; stop(): Promise<void> }> {
+): Promise<{
+  port: number;
+  apiPort: number;
+  apiPid: number;
+  pid: number;
+  stop(): Promise<void>;
+}> {
   const routesFile = path.join(scratch, 'routes.json');
   writeFileSync(routesFile, JSON.stringify(BENCH_ROUTES(originUrl)));
   const api = await startVigil({ REDIS_URL: '', VIGIL_CONFIG: routesFile }, 'api', {
@@ -690,6 +696,7 @@ export async function startVigilProduct(
     return {
       port,
       apiPort: Number(new URL(api.url).port),
+      apiPid: api.pid,
       pid: proxy.pid,
       stop: async () => {
         await proxy.stop();
@@ -735,6 +742,8 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
     // Where nginx's auth_request goes: Vigil's /api/authz/{context}.
     let authzPort: number;
     let authzHeaders = '';
+    // The CPU of whatever answers the auth_request subrequests.
+    let authzCpu: () => number;
     if (opts.decide) {
       const decide = opts.decide;
       const vigil = createInlineProxy({
@@ -760,12 +769,14 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
       await api.listen({ port: 0, host: '127.0.0.1' });
       authzPort = (api.server.address() as AddressInfo).port;
       cleanup.push(() => api.close());
+      authzCpu = vigilCpu;
     } else {
       const product = await startVigilProduct(originUrl, scratch);
       cleanup.push(() => product.stop());
       vigilPort = product.port;
       vigilCpu = () => childCpuMicros(product.pid);
       authzPort = product.apiPort;
+      authzCpu = () => childCpuMicros(product.apiPid);
       // The product's authz route wants a decisions:write token, as nginx would be given.
       authzHeaders = `proxy_set_header Authorization "Bearer ${TOKEN}";`;
     }
@@ -831,10 +842,6 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
 
     // The CPU a proxy spends per request is measured beside its throughput: unlike req/s it
     // barely moves when something else on the machine takes cores away.
-    const selfCpu = () => {
-      const u = process.cpuUsage();
-      return u.user + u.system;
-    };
     const bareCpu = () => childCpuMicros(bare.proc.pid);
     const originCpu = () => childCpuMicros(origin.proc.pid);
     const scenarios: [string, LoadSpec, (() => number) | null][] = [
@@ -845,7 +852,7 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
       ['vigil monitored POST /login', post(vigilPort), vigilCpu],
       ['nginx proxy GET', get(nginxPlain.port), null],
       ['nginx+auth_request→stub', get(nginxStub.port), null],
-      ['nginx+auth_request→vigil', get(nginxVigil.port), selfCpu],
+      ['nginx+auth_request→vigil', get(nginxVigil.port), authzCpu],
     ];
     say(
       `[bench/proxy] ${useWrk ? 'wrk' : 'undici'} load, ${connections} connections, ` +
