@@ -416,7 +416,8 @@ export function compileRuleset(input: unknown): CompiledRuleset {
     };
   });
 
-  const sorted = (s: Set<number>) => [...s].sort((a, b) => a - b);
+  // Frozen: handed to the counter stores with every decision, not copied (readonly in the port).
+  const sorted = (s: Set<number>) => Object.freeze([...s].sort((a, b) => a - b));
   const counted = [...fields.values()].map((f) => ({
     key: f.path.path,
     one: f.path.one,
@@ -444,11 +445,11 @@ export function compileRuleset(input: unknown): CompiledRuleset {
         out.push({
           field: f.key,
           value,
-          windowsMs: f.windows.slice(),
+          windowsMs: f.windows,
           distinct: f.distinct.map((d) => ({
             path: d.key,
             value: scalarKey(d.one(ctx)),
-            windowsMs: d.windows.slice(),
+            windowsMs: d.windows,
           })),
         });
       }

@@ -57,9 +57,9 @@ export interface CounterRequest {
   /** The value at that path in this decision (stringified JSON scalar). */
   value: string;
   /** Every window (ms) some rule asks for on this field. */
-  windowsMs: number[];
+  windowsMs: readonly number[];
   /** Distinct-value counts asked for on this field: one entry per distinct path. */
-  distinct: { path: string; value: string | undefined; windowsMs: number[] }[];
+  distinct: { path: string; value: string | undefined; windowsMs: readonly number[] }[];
 }
 
 /** Counts as the counter store returned them, the current decision included. */

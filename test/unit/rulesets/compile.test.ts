@@ -94,10 +94,10 @@ describe('counterRequests', () => {
     expect(compiled.counterRequests(null)).toEqual([]);
   });
 
-  it('hands out arrays the store may keep or change', () => {
+  it('hands out window lists that cannot be changed, shared by every decision', () => {
     const ctx = { credential_fingerprint: 'crd_1' };
     const [first] = compiled.counterRequests(ctx);
-    first!.windowsMs.push(1);
+    expect(() => (first!.windowsMs as number[]).push(1)).toThrow(TypeError);
     expect(compiled.counterRequests(ctx)[0]!.windowsMs).toEqual([3_600_000, 86_400_000]);
   });
 });
