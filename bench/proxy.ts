@@ -529,7 +529,10 @@ export interface ProxyBenchOptions {
   connections?: number;
   /** Interleaved rounds; each figure is the median over them. */
   rounds?: number;
-  /** The engine behind the monitored route and authz (default: a trivial ALLOW). */
+  /**
+   * An engine to put behind the monitored route and authz, run in this process; by default the
+   * product decides (`vigil proxy` and `vigil api` in child processes, the login ruleset).
+   */
   decide?: DecideFn;
   /** Progress lines (default: stderr). */
   progress?: (line: string) => void;
