@@ -37,7 +37,6 @@ import { serveCount } from '../storage/counters/ipc.ts';
 import { createMetrics, decisionObserver, type ApiMetrics } from '../proxy/metrics.ts';
 import { blacklistRoutes } from '../proxy/routes/blacklist.ts';
 import { decisionRoutes } from '../proxy/routes/decisions.ts';
-import { decisionFastRoute } from '../proxy/routes/decisions-fast.ts';
 import { eventRoutes } from '../proxy/routes/events.ts';
 import { caseRoutes, temporalCases, unavailableCases } from '../proxy/routes/cases.ts';
 import { playbookRoutes, type IntegrationRef } from '../proxy/routes/playbooks.ts';
@@ -396,7 +395,6 @@ export async function buildRuntime(
     health,
     verifyToken,
     serveApi: opts.serveApi,
-    fastRoutes: [decisionFastRoute(decideDeps)],
     ...(opts.metricsFrom ? { metricsFrom: opts.metricsFrom } : {}),
     routes: [
       decisionRoutes({

@@ -31,8 +31,6 @@ export const PACKAGES = {
     'fastify',
     'fastify-type-provider-zod',
     '@fastify/swagger',
-    // fastify's own JSON body parser, used by the decisions fast path to parse as fastify does.
-    'secure-json-parse',
     'undici',
     'ws',
     'yaml',

@@ -1,7 +1,6 @@
 // Builds the API server (never listens: server.ts and the CLI do). Routes are plugins that get
 // their dependencies passed in; the app itself knows only errors, auth, health and metrics.
 import swagger from '@fastify/swagger';
-import http from 'node:http';
 import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
@@ -15,7 +14,6 @@ import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } fro
 import type { TokenVerifier } from './auth.ts';
 import { statusOf } from './errors.ts';
 import type { ApiMetrics } from './metrics.ts';
-import type { FastRoute, FastRouteContext } from './routes/decisions-fast.ts';
 
 /** Server limits: fastify's defaults leave requestTimeout and connectionTimeout at 0 (none). */
 export const API_LIMITS = {
@@ -40,11 +38,6 @@ export interface AppOptions {
   verifyToken: TokenVerifier;
   /** Route plugins under /api, registered in order. */
   routes?: ((app: FastifyInstance, verify: TokenVerifier) => Promise<void> | void)[];
-  /**
-   * Routes answered on node:http before fastify sees the request (routes/decisions-fast.ts);
-   * each takes what it can and leaves the rest to the fastify routes. Not used by inject().
-   */
-  fastRoutes?: ((ctx: FastRouteContext) => FastRoute)[];
   logger?: FastifyServerOptions['logger'];
   serveApi?: boolean;
   version?: string;
@@ -73,84 +66,15 @@ async function runCheck(c: HealthCheck) {
   }
 }
 
-/**
- * The JSON error answer for an error thrown on the way to a route's answer (fastify's own client
- * errors, zod schema failures, the catalog's codes, anything else as 500), counted by code. The
- * error handler and the decisions fast path (routes/decisions-fast.ts) answer through it, so an
- * error reads the same on either path.
- */
-export function errorAnswer(
-  err: Error & { statusCode?: number; validationContext?: string },
-  metrics: ApiMetrics,
-): { status: number; body: Record<string, unknown> } {
-  if (hasZodFastifySchemaValidationErrors(err)) {
-    const issues = err.validation.map((v) => ({
-      path: `${err.validationContext ?? 'body'}${v.instancePath.replaceAll('/', '.')}`.replace(
-        /\.(\d+)(?=\.|$)/g,
-        '[$1]',
-      ),
-      message: v.message ?? 'invalid',
-    }));
-    metrics.httpErrors.inc({ code: 'invalid_request' });
-    return {
-      status: 400,
-      body: {
-        error: 'invalid_request',
-        message: issues.map((i) => `${i.path}: ${i.message}`).join('; '),
-        issues,
-      },
-    };
-  }
-  // Fastify's own client errors (bad JSON, body too large, unsupported type) carry statusCode.
-  const fastifyStatus = err.statusCode;
-  if (
-    !isResponseSerializationError(err) &&
-    fastifyStatus &&
-    fastifyStatus >= 400 &&
-    fastifyStatus < 500 &&
-    !('details' in err)
-  ) {
-    const code =
-      fastifyStatus === 413
-        ? 'payload_too_large'
-        : fastifyStatus === 415
-          ? 'unsupported_media_type'
-          : 'bad_request';
-    metrics.httpErrors.inc({ code });
-    return { status: fastifyStatus, body: { error: code, message: err.message } };
-  }
-  const { status, code } = statusOf(err);
-  metrics.httpErrors.inc({ code });
-  if (status >= 500) {
-    return {
-      status,
-      body: {
-        error: code,
-        message: status === 503 ? 'a dependency is unavailable' : 'internal error',
-      },
-    };
-  }
-  const details = (err as { details?: Record<string, unknown> }).details ?? {};
-  return { status, body: { error: code, message: err.message, ...details } };
-}
-
 export async function buildApp(opts: AppOptions): Promise<App> {
-  const fast: FastRoute[] = [];
   const app = Fastify({
     logger: opts.logger ?? false,
     bodyLimit: API_LIMITS.bodyLimit,
+    requestTimeout: API_LIMITS.requestTimeoutMs,
+    connectionTimeout: API_LIMITS.connectionTimeoutMs,
+    keepAliveTimeout: API_LIMITS.keepAliveTimeoutMs,
     routerOptions: { maxParamLength: 200 },
-    // The server fastify would make (same limits and timeouts), with the fast routes in front.
-    serverFactory: (handler) => {
-      const server = http.createServer({ maxHeaderSize: API_LIMITS.maxHeaderSize }, (req, res) => {
-        for (let i = 0; i < fast.length; i++) if (fast[i]!(req, res)) return;
-        handler(req, res);
-      });
-      server.keepAliveTimeout = API_LIMITS.keepAliveTimeoutMs;
-      server.requestTimeout = API_LIMITS.requestTimeoutMs;
-      server.setTimeout(API_LIMITS.connectionTimeoutMs);
-      return server;
-    },
+    http: { maxHeaderSize: API_LIMITS.maxHeaderSize },
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
@@ -166,9 +90,50 @@ export async function buildApp(opts: AppOptions): Promise<App> {
 
   app.setErrorHandler(
     (err: Error & { statusCode?: number; validationContext?: string }, req, reply) => {
-      const { status, body } = errorAnswer(err, opts.metrics);
-      if (status >= 500) req.log.error({ err }, 'request failed');
-      return reply.code(status).send(body);
+      if (hasZodFastifySchemaValidationErrors(err)) {
+        const issues = err.validation.map((v) => ({
+          path: `${err.validationContext ?? 'body'}${v.instancePath.replaceAll('/', '.')}`.replace(
+            /\.(\d+)(?=\.|$)/g,
+            '[$1]',
+          ),
+          message: v.message ?? 'invalid',
+        }));
+        opts.metrics.httpErrors.inc({ code: 'invalid_request' });
+        return reply.code(400).send({
+          error: 'invalid_request',
+          message: issues.map((i) => `${i.path}: ${i.message}`).join('; '),
+          issues,
+        });
+      }
+      // Fastify's own client errors (bad JSON, body too large, unsupported type) carry statusCode.
+      const fastifyStatus = err.statusCode;
+      if (
+        !isResponseSerializationError(err) &&
+        fastifyStatus &&
+        fastifyStatus >= 400 &&
+        fastifyStatus < 500 &&
+        !('details' in err)
+      ) {
+        const code =
+          fastifyStatus === 413
+            ? 'payload_too_large'
+            : fastifyStatus === 415
+              ? 'unsupported_media_type'
+              : 'bad_request';
+        opts.metrics.httpErrors.inc({ code });
+        return reply.code(fastifyStatus).send({ error: code, message: err.message });
+      }
+      const { status, code } = statusOf(err);
+      opts.metrics.httpErrors.inc({ code });
+      if (status >= 500) {
+        req.log.error({ err }, 'request failed');
+        return reply.code(status).send({
+          error: code,
+          message: status === 503 ? 'a dependency is unavailable' : 'internal error',
+        });
+      }
+      const details = (err as { details?: Record<string, unknown> }).details ?? {};
+      return reply.code(status).send({ error: code, message: err.message, ...details });
     },
   );
   app.setNotFoundHandler((req, reply) =>
@@ -208,25 +173,6 @@ export async function buildApp(opts: AppOptions): Promise<App> {
 
   if (opts.serveApi !== false) {
     for (const plugin of opts.routes ?? []) await plugin(app, opts.verifyToken);
-    const ctx: FastRouteContext = {
-      verify: opts.verifyToken,
-      bodyLimit: API_LIMITS.bodyLimit,
-      fail: (res, e) => {
-        const err = (e instanceof Error ? e : new Error(String(e))) as Error & {
-          statusCode?: number;
-        };
-        const { status, body } = errorAnswer(err, opts.metrics);
-        if (status >= 500) app.log.error({ err }, 'request failed');
-        if (res.headersSent || res.destroyed) return;
-        const out = JSON.stringify(body);
-        res.writeHead(status, {
-          'content-type': 'application/json; charset=utf-8',
-          'content-length': Buffer.byteLength(out),
-        });
-        res.end(out);
-      },
-    };
-    for (const make of opts.fastRoutes ?? []) fast.push(make(ctx));
   }
   return app;
 }

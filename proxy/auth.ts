@@ -37,29 +37,18 @@ declare module 'fastify' {
 
 const BEARER = /^Bearer\s+(\S{1,512})$/i;
 
-/**
- * The principal behind an Authorization header, if it carries `scope`: `unauthorized` without a
- * valid token, `forbidden` without the scope.
- */
-export async function authorize(
-  verify: TokenVerifier,
-  header: string | string[] | undefined,
-  scope: Scope,
-): Promise<Principal> {
-  const m = typeof header === 'string' ? BEARER.exec(header) : null;
-  if (!m?.[1]) throw new ApiError('unauthorized', 'a bearer token is required');
-  const principal = await verify(m[1]);
-  if (!principal) throw new ApiError('unauthorized', 'the token is invalid or revoked');
-  if (!principal.scopes.includes(scope)) {
-    throw new ApiError('forbidden', `the token lacks the scope ${scope}`, { scope });
-  }
-  return principal;
-}
-
 /** An onRequest hook (before body parsing and validation, so an unauthorized caller learns nothing about the body) that needs a valid token carrying `scope`: 401 without one, 403 without the scope. */
 export function requireScope(verify: TokenVerifier, scope: Scope) {
   return async (req: FastifyRequest): Promise<void> => {
-    req.principal = await authorize(verify, req.headers.authorization, scope);
+    const header = req.headers.authorization;
+    const m = typeof header === 'string' ? BEARER.exec(header) : null;
+    if (!m?.[1]) throw new ApiError('unauthorized', 'a bearer token is required');
+    const principal = await verify(m[1]);
+    if (!principal) throw new ApiError('unauthorized', 'the token is invalid or revoked');
+    if (!principal.scopes.includes(scope)) {
+      throw new ApiError('forbidden', `the token lacks the scope ${scope}`, { scope });
+    }
+    req.principal = principal;
   };
 }
 

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { decide, type DecideDeps } from '../../decisions/decide.ts';
-import type { DecisionLogPort, DecisionResponse } from '../../decisions/ports.ts';
+import type { DecisionLogPort } from '../../decisions/ports.ts';
 import { issuesOf, parseDecisionRequest } from '../../decisions/request.ts';
 import { requireScope, type TokenVerifier } from '../auth.ts';
 import { ApiError, notFound } from '../errors.ts';
@@ -31,33 +31,6 @@ const ResolveBody = z.object({
   note: z.string().max(4_000).optional(),
 });
 
-/**
- * POST /api/decisions past the transport: the body validated (issue paths read
- * `credential.bin`), then decided. The fastify route and the fast path (decisions-fast.ts) both
- * answer through it.
- */
-export function answerDecision(
-  deps: DecideDeps,
-  body: unknown,
-  dryRun: boolean,
-  idempotencyKey: string | string[] | undefined,
-): Promise<DecisionResponse> {
-  const parsed = parseDecisionRequest(body ?? {});
-  if (!parsed.success) {
-    const issues = issuesOf(parsed.error);
-    throw new ApiError('invalid_request', issues.map((i) => `${i.path}: ${i.message}`).join('; '), {
-      issues,
-    });
-  }
-  const key = idempotencyKey;
-  return decide(deps, parsed.data, {
-    dryRun,
-    idempotencyKey:
-      typeof key === 'string' && key.length > 0 && key.length <= 200 ? key : undefined,
-    source: 'api',
-  });
-}
-
 export function decisionRoutes(deps: DecisionRouteDeps) {
   return (app: FastifyInstance, verify: TokenVerifier) => {
     app.post(
@@ -73,13 +46,24 @@ export function decisionRoutes(deps: DecisionRouteDeps) {
         },
       },
       async (req) => {
+        // Parsed here rather than by the route schema so issue paths read `credential.bin`.
+        const parsed = parseDecisionRequest(req.body ?? {});
+        if (!parsed.success) {
+          const issues = issuesOf(parsed.error);
+          throw new ApiError(
+            'invalid_request',
+            issues.map((i) => `${i.path}: ${i.message}`).join('; '),
+            { issues },
+          );
+        }
         const query = req.query as z.infer<typeof DecideQuery>;
-        return answerDecision(
-          deps.decide,
-          req.body,
-          query.dry_run === 'true',
-          req.headers['idempotency-key'],
-        );
+        const key = req.headers['idempotency-key'];
+        return decide(deps.decide, parsed.data, {
+          dryRun: query.dry_run === 'true',
+          idempotencyKey:
+            typeof key === 'string' && key.length > 0 && key.length <= 200 ? key : undefined,
+          source: 'api',
+        });
       },
     );
 

@@ -35,7 +35,7 @@ const RULESET = {
   ],
 };
 
-// Over a real socket: POST /api/decisions is answered by the fast path in front of fastify.
+// Over a real socket, as clients call it (not inject()).
 const json = (method: Method, url: string, body?: unknown, token: string | null = ADMIN) =>
   httpJson(base, method, url, body, token);
 

@@ -53,7 +53,7 @@ export async function injectJson(
 
 /**
  * The same call as injectJson over a real socket (the server must be listening at `base`), so
- * what node:http answers before fastify (the decisions fast path) is what is tested.
+ * the server's own limits, timeouts and headers are in the path too.
  */
 export async function httpJson(
   base: string,

@@ -183,7 +183,7 @@ describe('the decision request fast check', () => {
     expect(!both.success && both.error.issues[0]?.path).toEqual(['credential_fingerprint']);
   });
 
-  it('fills in the default context on the fast path too', () => {
+  it('fills in the default context when the hand check accepts', () => {
     const r = parseDecisionRequest({ transaction: { amount: 1 } });
     expect(r).toEqual({ success: true, data: { context: 'default', transaction: { amount: 1 } } });
   });
