@@ -225,7 +225,11 @@ export function plainValid(r: unknown): r is Obj {
   return !(r.credential && r.credential_fingerprint);
 }
 
-/** The schema's verdict on a request, by the fast check when it can tell. */
+/**
+ * The schema's verdict on a request, by the fast check when it can tell. On that path the input
+ * object itself is the data (its `context` filled in when absent), not a copy: callers pass a
+ * freshly parsed body or a freshly built context.
+ */
 export function parseDecisionRequest(
   input: unknown,
 ): { success: true; data: DecisionRequest } | { success: false; error: z.ZodError } {
