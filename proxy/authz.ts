@@ -12,6 +12,7 @@ import type {
 } from 'fastify';
 import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
+import { writeBurst } from './flush.ts';
 import { clientAddress, toTrustedProxies, type TrustedProxies } from './inline/client-ip.ts';
 import {
   DEFAULT_LIMITS,
@@ -182,6 +183,7 @@ export async function authzRoutes(app: FastifyInstance, opts: AuthzOptions): Pro
     } catch {
       // The event sink is best effort; the answer does not wait on it or fail with it.
     }
+    await writeBurst();
     if (status === 403 && d) {
       // Always 403 whatever the route's block status: nginx auth_request turns anything but
       // 2xx/401/403 into a 500. Envoy relays this body to the client.

@@ -7,6 +7,7 @@ import type { Readable } from 'node:stream';
 import { rootCertificates } from 'node:tls';
 import { Pool, type Dispatcher } from 'undici';
 import type { Limits, OriginSpec } from './config.ts';
+import { writeBurst } from '../flush.ts';
 import { clientResponseHeaders } from './headers.ts';
 
 export interface OriginPool {
@@ -242,6 +243,37 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
       controller.abort(err as Error);
       return;
     }
+    // What arrives of the answer in this pass of the event loop goes out with the other
+    // answers of the pass (../flush.ts): the client's socket is corked until then. Measured on
+    // pass-through GET (bench/proxy.ts): 21,102 → 26,239 req/s, 48 → 38 µs of CPU per request.
+    // Holding the requests to the origin the same way was measured too and made it worse
+    // (55 µs): undici already writes them after the current tick.
+    const socket = res.socket;
+    if (socket && !socket.destroyed && !socket.writableCorked) {
+      socket.cork();
+      this.holding = true;
+      void writeBurst().then(this.release);
+    }
+  }
+
+  /** Corked until this pass's burst; an end that arrives meanwhile waits for it too. */
+  private holding = false;
+  private endHeld = false;
+  private readonly release = (): void => {
+    this.holding = false;
+    if (this.endHeld) {
+      this.endHeld = false;
+      this.end(); // res.end() uncorks fully
+      return;
+    }
+    const socket = this.o.res.socket;
+    if (socket?.writableCorked) socket.uncork();
+  };
+
+  private end(): void {
+    if (this.state !== STREAMING) return;
+    this.o.res.end();
+    this.finish(this.status, null);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -257,8 +289,8 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.state !== STREAMING) return;
-    this.o.res.end();
-    this.finish(this.status, null);
+    if (this.holding) this.endHeld = true;
+    else this.end();
   }
 
   onResponseError(_controller: Dispatcher.DispatchController | null, err: Error): void {

@@ -36,6 +36,7 @@ import type {
   RequestEvent,
 } from './types.ts';
 import { stderrLogger } from './types.ts';
+import { writeBurst } from '../flush.ts';
 import { decideWithin, type DecideResult } from './decide.ts';
 import { handleUpgrade } from './upgrade.ts';
 
@@ -521,8 +522,12 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
       };
       for (const [k, v] of b.headers) headers[k] = v.split('{{decision_id}}').join(d.id);
       if (bodyPending(req)) headers.connection = 'close';
-      res.writeHead(b.status, headers);
-      res.end(text);
+      // Written with the other answers of this loop pass, like forwarded ones (../flush.ts).
+      await writeBurst();
+      if (!res.destroyed) {
+        res.writeHead(b.status, headers);
+        res.end(text);
+      }
       metrics.countRequest(route.label, b.status);
       event(b.status, d, null, session);
       return;

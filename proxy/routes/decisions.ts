@@ -6,6 +6,7 @@ import type { DecisionLogPort } from '../../decisions/ports.ts';
 import { issuesOf, parseDecisionRequest } from '../../decisions/request.ts';
 import { requireScope, type TokenVerifier } from '../auth.ts';
 import { ApiError, notFound } from '../errors.ts';
+import { writeBurst } from '../flush.ts';
 
 export interface ResolvePort {
   /** Resolves once: 'already_resolved' on a second call. Signals the case workflow if any. */
@@ -58,12 +59,14 @@ export function decisionRoutes(deps: DecisionRouteDeps) {
         }
         const query = req.query as z.infer<typeof DecideQuery>;
         const key = req.headers['idempotency-key'];
-        return decide(deps.decide, parsed.data, {
+        const answer = await decide(deps.decide, parsed.data, {
           dryRun: query.dry_run === 'true',
           idempotencyKey:
             typeof key === 'string' && key.length > 0 && key.length <= 200 ? key : undefined,
           source: 'api',
         });
+        await writeBurst();
+        return answer;
       },
     );
 
