@@ -20,6 +20,7 @@
 // bare proxy too, so the monitored route's added latency has a reference on its own request.
 //
 //   node --experimental-strip-types bench/proxy.ts [--seconds 3] [--rounds 3] [--connections 32]
+//     [--only 'pass-through,bare proxy GET']   only the scenarios whose names contain one of these
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
@@ -536,6 +537,11 @@ export interface ProxyBenchOptions {
   decide?: DecideFn;
   /** Progress lines (default: stderr). */
   progress?: (line: string) => void;
+  /**
+   * Only the scenarios whose names contain one of these (e.g. `['GET']`); targets whose runs
+   * were left out read null and FAIL. For iterating on one path; the targets need the full run.
+   */
+  only?: string[];
 }
 
 export interface ProxyBenchResult {
@@ -847,7 +853,8 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
     // barely moves when something else on the machine takes cores away.
     const bareCpu = () => childCpuMicros(bare.proc.pid);
     const originCpu = () => childCpuMicros(origin.proc.pid);
-    const scenarios: [string, LoadSpec, (() => number) | null][] = [
+    const wanted = (name: string) => !opts.only?.length || opts.only.some((o) => name.includes(o));
+    const allScenarios: [string, LoadSpec, (() => number) | null][] = [
       ['direct GET', get(origin.port), originCpu],
       ['bare proxy GET', get(bare.port), bareCpu],
       ['vigil pass-through GET', get(vigilPort), vigilCpu],
@@ -857,6 +864,7 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
       ['nginx+auth_request→stub', get(nginxStub.port), null],
       ['nginx+auth_request→vigil', get(nginxVigil.port), authzCpu],
     ];
+    const scenarios = allScenarios.filter(([name]) => wanted(name));
     say(
       `[bench/proxy] ${useWrk ? 'wrk' : 'undici'} load, ${connections} connections, ` +
         `${rounds} interleaved rounds of ${seconds} s, load average ${loadavg()}`,
@@ -887,19 +895,30 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
     }
     say('medians:');
     for (const [name, r] of Object.entries(runs)) say(`  ${line(name, r)}`);
-    const pass = runs['vigil pass-through GET']!;
-    const monitored = runs['vigil monitored POST /login']!;
-    const bareGet = runs['bare proxy GET']!;
-    const barePost = runs['bare proxy POST /login']!;
-    const ngx = runs['nginx proxy GET']!;
-    const ngxStub = runs['nginx+auth_request→stub']!;
-    const ngxVigil = runs['nginx+auth_request→vigil']!;
+    // A scenario left out by `only` reads NaN (null in JSON) and fails its target.
+    const NOT_RUN: LoadFigures = {
+      requests: 0,
+      rps: NaN,
+      errors: 0,
+      non2xx: 0,
+      p50_ms: NaN,
+      p90_ms: NaN,
+      p99_ms: NaN,
+      max_ms: NaN,
+    };
+    const pass = runs['vigil pass-through GET'] ?? NOT_RUN;
+    const monitored = runs['vigil monitored POST /login'] ?? NOT_RUN;
+    const bareGet = runs['bare proxy GET'] ?? NOT_RUN;
+    const barePost = runs['bare proxy POST /login'] ?? NOT_RUN;
+    const ngx = runs['nginx proxy GET'] ?? NOT_RUN;
+    const ngxStub = runs['nginx+auth_request→stub'] ?? NOT_RUN;
+    const ngxVigil = runs['nginx+auth_request→vigil'] ?? NOT_RUN;
 
     // Latency at half of Vigil's maximum, open loop at a fixed rate, direct beside proxied at
     // the same rate: what the proxy adds when it is not the bottleneck.
     const half: Record<string, LoadFigures> = {};
     const halfRates = { get: Math.round(pass.rps / 2), post: Math.round(monitored.rps / 2) };
-    const pairs: [string, LoadSpec, number][] = [
+    const allPairs: [string, LoadSpec, number][] = [
       ['direct GET', get(origin.port), halfRates.get],
       ['bare proxy GET', get(bare.port), halfRates.get],
       ['vigil pass-through GET', get(vigilPort), halfRates.get],
@@ -907,6 +926,7 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
       ['bare proxy POST /login', post(bare.port), halfRates.post],
       ['vigil monitored POST /login', post(vigilPort), halfRates.post],
     ];
+    const pairs = allPairs.filter(([name, , rps]) => wanted(name) && Number.isFinite(rps));
     const halfSamples = new Map<string, LoadFigures[]>();
     for (let n = 1; n <= rounds; n++) {
       for (const [name, spec, rps] of pairs) {
@@ -917,6 +937,7 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
     }
     for (const [name, list] of halfSamples) half[name] = medianRun(list, 'p99_ms');
     const r2 = (x: number) => Math.round(x * 100) / 100;
+    const p99 = (name: string) => half[name]?.p99_ms ?? NaN;
     const ratios = {
       passthrough_vs_bare: r2(pass.rps / bareGet.rps),
       monitored_vs_bare_post: r2(monitored.rps / barePost.rps),
@@ -924,14 +945,10 @@ export async function runProxyBench(opts: ProxyBenchOptions = {}): Promise<Proxy
       vigil_passthrough_vs_nginx: r2(pass.rps / ngx.rps),
     };
     const added = {
-      bare_reference: r2(half['bare proxy GET']!.p99_ms - half['direct GET']!.p99_ms),
-      bare_reference_post: r2(
-        half['bare proxy POST /login']!.p99_ms - half['direct POST /login']!.p99_ms,
-      ),
-      passthrough: r2(half['vigil pass-through GET']!.p99_ms - half['direct GET']!.p99_ms),
-      monitored: r2(
-        half['vigil monitored POST /login']!.p99_ms - half['direct POST /login']!.p99_ms,
-      ),
+      bare_reference: r2(p99('bare proxy GET') - p99('direct GET')),
+      bare_reference_post: r2(p99('bare proxy POST /login') - p99('direct POST /login')),
+      passthrough: r2(p99('vigil pass-through GET') - p99('direct GET')),
+      monitored: r2(p99('vigil monitored POST /login') - p99('direct POST /login')),
     };
     const targets = {
       passthrough_vs_bare: {
@@ -1160,6 +1177,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === SELF) {
       seconds: Number(arg('seconds') ?? 3),
       connections: Number(arg('connections') ?? 32),
       rounds: Number(arg('rounds') ?? 3),
+      only: arg('only')?.split(',').filter(Boolean),
     });
     process.stdout.write(
       `${JSON.stringify({ ratios: result.ratios, added_p99_ms_at_half_load: result.added_p99_ms_at_half_load }, null, 2)}\n`,
