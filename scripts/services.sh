@@ -30,7 +30,8 @@ case "${1:-}" in
     mkdir -p "$dir"; pids=()
     for s in "${svcs[@]}"; do "$here/$s.sh" start "$dir" & pids+=($!); done
     rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done
-    cat "$dir"/*.env >"$dir/services.env.tmp" 2>/dev/null || true
+    # Each service's own env file; a services.env from an earlier `up` of DIR is not one of them.
+    for f in "$dir"/*.env; do [ "$f" = "$dir/services.env" ] || cat "$f"; done >"$dir/services.env.tmp" 2>/dev/null || true
     grep -v '^$' "$dir/services.env.tmp" >"$dir/services.env" || true; rm -f "$dir/services.env.tmp"
     [ $rc -eq 0 ] || { "$0" down "$dir"; exit 1; }
     ;;
