@@ -96,6 +96,30 @@ export async function authzRoutes(app: FastifyInstance, opts: AuthzOptions): Pro
       ? opts.config
       : () => opts.config as CompiledConfig | undefined;
 
+  // Labelled children kept per label set, as the inline proxy and the decide path do:
+  // prom-client hashes a label object on every labelled call otherwise. Contexts are checked
+  // against CONTEXT and decisions and modes come from closed sets; the maps are bounded anyway.
+  const timers = new Map<string, { observe(v: number): void }>();
+  const decisionTimer = (context: string) => {
+    let t = timers.get(context);
+    if (!t) {
+      if (timers.size >= 1_000) timers.clear();
+      timers.set(context, (t = metrics.decisionSeconds.labels(context, 'authz')));
+    }
+    return t;
+  };
+  const counters = new Map<string, { inc(): void }>();
+  const decisionCounter = (context: string, decision: string, mode: string) => {
+    const key = `${context}\u0000${decision}\u0000${mode}`;
+    let c = counters.get(key);
+    if (!c) {
+      if (counters.size >= 1_000) counters.clear();
+      c = metrics.decisions.labels({ context, decision, mode, source: 'authz' });
+      counters.set(key, c);
+    }
+    return c;
+  };
+
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
     const t0 = performance.now();
     const { context } = req.params as { context: string };
@@ -158,13 +182,13 @@ export async function authzRoutes(app: FastifyInstance, opts: AuthzOptions): Pro
       metrics.failOpen.inc({ context, reason: failOpen ?? 'error', source: 'authz' });
       reply.header('x-vigil-fail-open', failOpen);
     } else {
-      metrics.decisions.inc({ context, decision: d.decision, mode, source: 'authz' });
+      decisionCounter(context, d.decision, mode).inc();
       reply.header('x-vigil-decision', d.decision).header('x-vigil-decision-id', d.id);
       if (mode === 'passive') reply.header('x-vigil-mode', 'passive');
       if (d.decision === 'BLOCK' && mode === 'active') status = 403;
     }
     reply.header('cache-control', 'no-store');
-    metrics.decisionSeconds.observe({ context, source: 'authz' }, (performance.now() - t0) / 1000);
+    decisionTimer(context).observe((performance.now() - t0) / 1000);
     try {
       opts.onRequestEvent?.({
         method: originalMethod,

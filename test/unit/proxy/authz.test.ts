@@ -142,6 +142,43 @@ describe('nginx auth_request', () => {
     expect(review.headers['x-vigil-decision']).toBe('REVIEW');
   });
 
+  it('counts each decision by context, outcome and mode, and times it per context', async () => {
+    const count = async (decision: string) => {
+      const m = await registry.getSingleMetric('vigil_proxy_decisions_total')!.get();
+      return (
+        m.values.find(
+          (v) =>
+            v.labels.source === 'authz' &&
+            v.labels.context === 'login' &&
+            v.labels.mode === 'active' &&
+            v.labels.decision === decision,
+        )?.value ?? 0
+      );
+    };
+    const timed = async () => {
+      const m = await registry.getSingleMetric('vigil_proxy_decision_seconds')!.get();
+      return (
+        m.values.find(
+          (v) =>
+            (v as { metricName?: string }).metricName === 'vigil_proxy_decision_seconds_count' &&
+            v.labels.source === 'authz' &&
+            v.labels.context === 'login',
+        )?.value ?? 0
+      );
+    };
+    const [blocks, reviews, times] = [await count('BLOCK'), await count('REVIEW'), await timed()];
+    for (const email of ['a%40fraud.test', 'review1%40example.com', 'b%40fraud.test']) {
+      await app.inject({
+        method: 'GET',
+        url: '/api/authz/login',
+        headers: { ...auth, 'x-original-uri': `/login?email=${email}` },
+      });
+    }
+    expect(await count('BLOCK')).toBe(blocks + 2);
+    expect(await count('REVIEW')).toBe(reviews + 1);
+    expect(await timed()).toBe(times + 3);
+  });
+
   it('takes the right-most untrusted X-Forwarded-For hop as the client', async () => {
     await app.inject({
       method: 'GET',
