@@ -38,6 +38,11 @@ export class Budget {
   left: number;
   readonly notes: string[] = [];
   readonly limits: EventLimits;
+  /**
+   * Every note() and refused take() so far, kept or not (notes are deduplicated and capped): a
+   * part built while this stayed put was built whole, as it would be with any budget left.
+   */
+  cuts = 0;
 
   constructor(limits: EventLimits, extraReserve = 0) {
     this.limits = limits;
@@ -45,6 +50,7 @@ export class Budget {
   }
 
   note(path: string): void {
+    this.cuts++;
     if (this.notes.length >= MAX_NOTES) return;
     if (this.notes.includes(path)) return;
     this.notes.push(path.length > MAX_NOTE_CHARS ? `${path.slice(0, MAX_NOTE_CHARS - 1)}…` : path);
@@ -52,7 +58,10 @@ export class Budget {
 
   /** Takes n bytes if they are left. */
   take(n: number): boolean {
-    if (n > this.left) return false;
+    if (n > this.left) {
+      this.cuts++;
+      return false;
+    }
     this.left -= n;
     return true;
   }

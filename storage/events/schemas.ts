@@ -407,6 +407,81 @@ function ruleTrace(x: unknown, p: string, b: Budget): z.infer<typeof RuleTraceEv
   return out as z.infer<typeof RuleTraceEvent>;
 }
 
+/**
+ * A rule's entry in the event, kept per engine trace entry. The engine shares one trace entry
+ * per rule and outcome across decisions (compile.ts builds them once per ruleset version), and
+ * turning 20 of them into event entries (strings measured for the budget, reasons sanitized,
+ * a path per item) was a third of building a decision event. An entry is kept only when it was
+ * built whole (nothing cut or noted), and reused only with the same string limit and while the
+ * budget has room for all of it; kept entries are frozen and shared by the events that use
+ * them, so a redaction reaching into `rules` builds its entries afresh.
+ */
+interface KeptTrace {
+  out: z.infer<typeof RuleTraceEvent>;
+  bytes: number;
+  maxStringChars: number;
+  /** The budget counts the item's path too; an engine entry comes at one index anyway. */
+  index: number;
+}
+const keptTraces = new WeakMap<object, KeptTrace>();
+
+function ruleTraces(
+  v: unknown,
+  b: Budget,
+  redactor: Redactor | undefined,
+): z.infer<typeof RuleTraceEvent>[] {
+  if (redactor?.paths.some((segs) => segs[0] === 'rules')) {
+    return list(v, '$.rules', b, (x, p) => ruleTrace(x, p, b));
+  }
+  // What list() does, with kept entries used where they fit.
+  b.force('$.rules'.length + 6);
+  if (!Array.isArray(v)) {
+    if (v !== undefined && v !== null) b.note('$.rules');
+    return [];
+  }
+  const n = Math.min(v.length, b.limits.maxArrayItems);
+  if (n < v.length) b.note('$.rules');
+  const maxChars = b.limits.maxStringChars;
+  const out: z.infer<typeof RuleTraceEvent>[] = [];
+  for (let i = 0; i < n; i++) {
+    const x: unknown = v[i];
+    const isObject = x !== null && typeof x === 'object';
+    const kept = isObject ? keptTraces.get(x) : undefined;
+    if (
+      kept !== undefined &&
+      kept.index === i &&
+      kept.maxStringChars === maxChars &&
+      kept.bytes <= b.left
+    ) {
+      b.left -= kept.bytes;
+      out.push(kept.out);
+      continue;
+    }
+    const before = b.left;
+    const cuts = b.cuts;
+    const t = ruleTrace(x, `$.rules[${i}]`, b);
+    if (t === null) {
+      b.note('$.rules');
+      continue;
+    }
+    if (b.left < 0) {
+      b.left = before;
+      b.note('$.rules');
+      break;
+    }
+    if (isObject && b.cuts === cuts) {
+      keptTraces.set(x, {
+        out: Object.freeze(t),
+        bytes: before - b.left,
+        maxStringChars: maxChars,
+        index: i,
+      });
+    }
+    out.push(t);
+  }
+  return out;
+}
+
 function backendTrace(x: unknown, p: string, b: Budget): z.infer<typeof BackendResultEvent> | null {
   if (x === null || typeof x !== 'object') return null;
   const r = x as Record<string, unknown>;
@@ -548,7 +623,7 @@ export function decisionEvent(record: DecisionEventInput, opts: BuildOptions = {
     typeof x === 'string' ? str(x, p, b) : null,
   );
   // Then the traces, then the context, in the order a consumer would miss them least.
-  event.rules = list(r.rules, '$.rules', b, (x, p) => ruleTrace(x, p, b));
+  event.rules = ruleTraces(r.rules, b, redactor);
   event.backend_results = list(r.backend_results, '$.backend_results', b, (x, p) =>
     backendTrace(x, p, b),
   );
