@@ -252,7 +252,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     if (socket && !socket.destroyed && !socket.writableCorked) {
       socket.cork();
       this.holding = true;
-      void writeBurst().then(this.release);
+      writeBurst().then(this.release).catch(this.releaseFailed);
     }
   }
 
@@ -268,6 +268,16 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     const socket = this.o.res.socket;
     if (socket?.writableCorked) socket.uncork();
+  };
+
+  /** Whatever went wrong writing the held answer: undici would have caught it in its callback. */
+  private readonly releaseFailed = (err: unknown): void => {
+    this.o.res.destroy();
+    if (this.state !== DONE) {
+      this.o.onFailure?.('reset', err as Error);
+      this.finish(this.status || 502, 'reset');
+    }
+    this.controller?.abort(err as Error);
   };
 
   private end(): void {
