@@ -75,7 +75,7 @@ PROPS
   local cp="$HOME_DIR/libs/*" jopts=(-Xms256m -Xmx512m -XX:+UseG1GC "-Dlog4j2.configurationFile=$HOME_DIR/log4j2.properties")
   # A DIR brought up before keeps its data and cluster id (a new id would not match its storage).
   local cluster
-  cluster=$(sed -n 's/^cluster.id=//p' "$data/meta.properties" 2>/dev/null)
+  cluster=$(sed -n 's/^cluster.id=//p' "$data/meta.properties" 2>/dev/null || true)
   [ -n "$cluster" ] || cluster=$(java "${jopts[@]}" -cp "$cp" kafka.tools.StorageTool random-uuid 2>>"$logf" | tail -n 1)
   java "${jopts[@]}" -cp "$cp" kafka.tools.StorageTool format -t "$cluster" -c "$props" --ignore-formatted >>"$logf" 2>&1 \
     || { tail -n 40 "$logf" >&2; die "StorageTool format"; }
