@@ -638,15 +638,27 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   // VIGIL_PROXY_WORKERS (default: one per core) proxy processes forked from this one; 1: the
   // proxy runs in this process.
   const proxyWorkers = roles.proxy ? workerCount(config.proxyWorkers) : 0;
+  const demo = config.demo && roles.embedded;
+  // Worker processes serve the proxy port when there are routes to serve (a file, or the demo's).
+  const clusterWanted = proxyWorkers > 1 && Boolean(config.routesFile || demo);
   let cluster: ClusterHandle | undefined;
   const workersHealth: HealthCheck = {
     name: 'proxy_workers',
-    required: false,
+    // A process that runs proxy workers is not ready while none of them listens: a load
+    // balancer asking /readyz would send traffic to a port nobody serves (at startup, or while
+    // every worker is crashing). Some of them listening is degraded, and ready.
+    required: clusterWanted,
     check: () => {
       const ws = cluster?.workers() ?? [];
       const up = ws.filter((w) => w.state === 'listening').length;
       return Promise.resolve({
-        state: !cluster ? 'disabled' : up === proxyWorkers ? 'up' : 'degraded',
+        state: !clusterWanted
+          ? 'disabled'
+          : up === proxyWorkers
+            ? 'up'
+            : up > 0
+              ? 'degraded'
+              : 'down',
         detail: cluster
           ? `${up}/${proxyWorkers} listening; ${ws.map((w) => `${w.pid} ${w.state}`).join(', ')}; ${cluster.restarts()} restarts`
           : 'not started',
@@ -667,7 +679,6 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
       });
     },
   };
-  const demo = config.demo && roles.embedded;
   let desk: { url: string; close(): Promise<void> } | undefined;
   if (demo) {
     // The demo's third party listens on loopback, which the egress guard refuses unless allowed.

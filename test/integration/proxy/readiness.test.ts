@@ -1,0 +1,115 @@
+// /readyz of a process that runs proxy workers: not ready while no worker listens (a load
+// balancer asking it would send traffic to a port nobody serves), ready once one does.
+// The proxy port is held by another socket first, so the workers cannot listen until it is
+// let go; /readyz on the health port answers all along.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startOrigin, type Origin } from './helpers.ts';
+
+const root = path.resolve(import.meta.dirname, '../../..');
+let origin: Origin;
+let dir: string;
+let proxy: ChildProcess | undefined;
+let blocker: net.Server | undefined;
+let port: number;
+let healthUrl: string;
+
+const listenOn = (s: net.Server, p: number) =>
+  new Promise<number>((resolve, reject) => {
+    s.once('error', reject);
+    s.listen(p, '127.0.0.1', () => resolve((s.address() as net.AddressInfo).port));
+  });
+
+async function readyz(): Promise<{ status: number; body: any } | undefined> {
+  try {
+    const r = await request(`${healthUrl}/readyz`, { headersTimeout: 2_000 });
+    return { status: r.statusCode, body: await r.body.json() };
+  } catch {
+    return undefined; // the health port is not up yet
+  }
+}
+
+async function until(ok: (r: { status: number; body: any }) => boolean, ms: number) {
+  const end = Date.now() + ms;
+  let last: { status: number; body: any } | undefined;
+  while (Date.now() < end) {
+    last = await readyz();
+    if (last && ok(last)) return last;
+    await sleep(100);
+  }
+  throw new Error(`/readyz never matched; last: ${JSON.stringify(last)}`);
+}
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  dir = mkdtempSync(path.join(tmpdir(), 'vigil-readiness-'));
+  blocker = net.createServer((s) => s.destroy());
+  port = await listenOn(blocker, 0);
+  const probe = net.createServer();
+  const healthPort = await listenOn(probe, 0);
+  await new Promise((r) => probe.close(r));
+  healthUrl = `http://127.0.0.1:${healthPort}`;
+  const routes = path.join(dir, 'routes.json');
+  writeFileSync(
+    routes,
+    JSON.stringify({
+      mode: 'active',
+      origins: { shop: origin.url },
+      routes: [{ match: { path: '/*' }, origin: 'shop' }],
+    }),
+  );
+  const env = { ...process.env };
+  for (const k of ['REDIS_URL', 'DATABASE_URL', 'KAFKA_BROKERS', 'TEMPORAL_ADDRESS']) delete env[k];
+  proxy = spawn(process.execPath, ['--no-warnings', path.join(root, 'cli/main.ts'), 'proxy'], {
+    env: {
+      ...env,
+      VIGIL_DATA_DIR: dir,
+      VIGIL_ADMIN_TOKEN: 'vigil_test_admin_token_readiness_0123456789',
+      VIGIL_DEMO: '0',
+      PORT: String(port),
+      API_PORT: String(healthPort),
+      VIGIL_CONFIG: routes,
+      VIGIL_PROXY_WORKERS: '2',
+    },
+    stdio: ['ignore', 'ignore', 'ignore'],
+  });
+}, 30_000);
+
+afterAll(async () => {
+  if (proxy && proxy.exitCode === null) {
+    const exited = new Promise((r) => proxy!.once('exit', r));
+    proxy.kill('SIGTERM');
+    await exited;
+  }
+  await new Promise((r) => (blocker?.listening ? blocker.close(r) : r(undefined)));
+  await origin?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('/readyz with proxy workers', () => {
+  it('is 503 while no worker listens, and 200 once they do', async () => {
+    const first = await until(() => true, 30_000);
+    expect(first.status).toBe(503);
+    expect(first.body.status).toBe('not_ready');
+    expect(first.body.dependencies.proxy_workers).toMatchObject({ state: 'down', required: true });
+    // Still not ready a moment later: the workers keep failing to listen.
+    await sleep(1_500);
+    const still = await readyz();
+    expect(still?.status).toBe(503);
+
+    await new Promise((r) => blocker!.close(r));
+    const ready = await until((r) => r.status === 200, 45_000);
+    expect(ready.body.status).toBe('ready');
+    expect(['up', 'degraded']).toContain(ready.body.dependencies.proxy_workers.state);
+    // And the port is served now.
+    const res = await request(`http://127.0.0.1:${port}/hello`, { reset: true });
+    await res.body.dump();
+    expect(res.statusCode).toBe(200);
+  }, 90_000);
+});
