@@ -639,29 +639,28 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   // proxy runs in this process.
   const proxyWorkers = roles.proxy ? workerCount(config.proxyWorkers) : 0;
   const demo = config.demo && roles.embedded;
-  // Worker processes serve the proxy port when there are routes to serve (a file, or the demo's).
-  const clusterWanted = proxyWorkers > 1 && Boolean(config.routesFile || demo);
+  // The proxy port is served when there are routes to serve (a file, or the demo's): by worker
+  // processes, or with VIGIL_PROXY_WORKERS=1 by this process.
+  const proxyWanted = proxyWorkers > 0 && Boolean(config.routesFile || demo);
   let cluster: ClusterHandle | undefined;
+  let inProcessListening = false;
+  // In /readyz only where the proxy runs. A process that runs it is not ready while no worker
+  // listens: a load balancer asking /readyz would send traffic to a port nobody serves (at
+  // startup, or while every worker is crashing). Some of them listening is degraded, and ready.
   const workersHealth: HealthCheck = {
     name: 'proxy_workers',
-    // A process that runs proxy workers is not ready while none of them listens: a load
-    // balancer asking /readyz would send traffic to a port nobody serves (at startup, or while
-    // every worker is crashing). Some of them listening is degraded, and ready.
-    required: clusterWanted,
+    required: true,
     check: () => {
-      const ws = cluster?.workers() ?? [];
+      const ws = cluster
+        ? cluster.workers()
+        : inProcessListening
+          ? [{ pid: process.pid, state: 'listening' as const }]
+          : [];
       const up = ws.filter((w) => w.state === 'listening').length;
+      const list = ws.map((w) => `${w.pid} ${w.state}`).join(', ');
       return Promise.resolve({
-        state: !clusterWanted
-          ? 'disabled'
-          : up === proxyWorkers
-            ? 'up'
-            : up > 0
-              ? 'degraded'
-              : 'down',
-        detail: cluster
-          ? `${up}/${proxyWorkers} listening; ${ws.map((w) => `${w.pid} ${w.state}`).join(', ')}; ${cluster.restarts()} restarts`
-          : 'not started',
+        state: up === proxyWorkers ? 'up' : up > 0 ? 'degraded' : 'down',
+        detail: `${up}/${proxyWorkers} listening; ${list}; ${cluster?.restarts() ?? 0} restarts`,
       });
     },
   };
@@ -690,7 +689,7 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
     serveApi: roles.api,
     temporalAddress,
     health: [
-      ...(proxyWorkers > 1 ? [workersHealth] : []),
+      ...(proxyWanted ? [workersHealth] : []),
       ...(roles.worker && roles.api ? [workerChildHealth] : []),
     ],
     ...(proxyWorkers > 1
@@ -757,6 +756,7 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
           rt.decideDeps.events.publish('vigil.requests', requestKey(e), () => requestEvent(e)),
       });
       await proxy.listen(config.proxyPort, config.host);
+      inProcessListening = true;
       closers.unshift(() => proxy.close(2_000));
       log(`proxy on http://${config.host}:${config.proxyPort}`);
     } else {

@@ -15,10 +15,9 @@ import { startOrigin, type Origin } from './helpers.ts';
 const root = path.resolve(import.meta.dirname, '../../..');
 let origin: Origin;
 let dir: string;
-let proxy: ChildProcess | undefined;
+let routes: string;
+const children: ChildProcess[] = [];
 let blocker: net.Server | undefined;
-let port: number;
-let healthUrl: string;
 
 const listenOn = (s: net.Server, p: number) =>
   new Promise<number>((resolve, reject) => {
@@ -26,36 +25,66 @@ const listenOn = (s: net.Server, p: number) =>
     s.listen(p, '127.0.0.1', () => resolve((s.address() as net.AddressInfo).port));
   });
 
-async function readyz(): Promise<{ status: number; body: any } | undefined> {
+async function freePort(): Promise<number> {
+  const probe = net.createServer();
+  const p = await listenOn(probe, 0);
+  await new Promise((r) => probe.close(r));
+  return p;
+}
+
+/** `vigil proxy` on `port` with `workers` processes; its /readyz on a port of its own. */
+async function vigilProxy(workers: number, port: number): Promise<string> {
+  const healthPort = await freePort();
+  const env = { ...process.env };
+  for (const k of ['REDIS_URL', 'DATABASE_URL', 'KAFKA_BROKERS', 'TEMPORAL_ADDRESS']) delete env[k];
+  children.push(
+    spawn(process.execPath, ['--no-warnings', path.join(root, 'cli/main.ts'), 'proxy'], {
+      env: {
+        ...env,
+        VIGIL_DATA_DIR: dir,
+        VIGIL_ADMIN_TOKEN: 'vigil_test_admin_token_readiness_0123456789',
+        VIGIL_DEMO: '0',
+        PORT: String(port),
+        API_PORT: String(healthPort),
+        VIGIL_CONFIG: routes,
+        VIGIL_PROXY_WORKERS: String(workers),
+      },
+      stdio: ['ignore', 'ignore', 'ignore'],
+    }),
+  );
+  return `http://127.0.0.1:${healthPort}`;
+}
+
+async function readyz(url: string): Promise<{ status: number; body: any } | undefined> {
   try {
-    const r = await request(`${healthUrl}/readyz`, { headersTimeout: 2_000 });
+    const r = await request(`${url}/readyz`, { headersTimeout: 2_000 });
     return { status: r.statusCode, body: await r.body.json() };
   } catch {
     return undefined; // the health port is not up yet
   }
 }
 
-async function until(ok: (r: { status: number; body: any }) => boolean, ms: number) {
+async function until(url: string, ok: (r: { status: number; body: any }) => boolean, ms: number) {
   const end = Date.now() + ms;
   let last: { status: number; body: any } | undefined;
   while (Date.now() < end) {
-    last = await readyz();
+    last = await readyz(url);
     if (last && ok(last)) return last;
     await sleep(100);
   }
   throw new Error(`/readyz never matched; last: ${JSON.stringify(last)}`);
 }
 
+async function get(port: number): Promise<number> {
+  const res = await request(`http://127.0.0.1:${port}/hello`, { reset: true });
+  await res.body.dump();
+  return res.statusCode;
+}
+
 beforeAll(async () => {
   origin = await startOrigin();
   dir = mkdtempSync(path.join(tmpdir(), 'vigil-readiness-'));
-  blocker = net.createServer((s) => s.destroy());
-  port = await listenOn(blocker, 0);
-  const probe = net.createServer();
-  const healthPort = await listenOn(probe, 0);
-  await new Promise((r) => probe.close(r));
-  healthUrl = `http://127.0.0.1:${healthPort}`;
-  const routes = path.join(dir, 'routes.json');
+  routes = path.join(dir, 'routes.json');
   writeFileSync(
     routes,
     JSON.stringify({
@@ -64,27 +93,13 @@ beforeAll(async () => {
       routes: [{ match: { path: '/*' }, origin: 'shop' }],
     }),
   );
-  const env = { ...process.env };
-  for (const k of ['REDIS_URL', 'DATABASE_URL', 'KAFKA_BROKERS', 'TEMPORAL_ADDRESS']) delete env[k];
-  proxy = spawn(process.execPath, ['--no-warnings', path.join(root, 'cli/main.ts'), 'proxy'], {
-    env: {
-      ...env,
-      VIGIL_DATA_DIR: dir,
-      VIGIL_ADMIN_TOKEN: 'vigil_test_admin_token_readiness_0123456789',
-      VIGIL_DEMO: '0',
-      PORT: String(port),
-      API_PORT: String(healthPort),
-      VIGIL_CONFIG: routes,
-      VIGIL_PROXY_WORKERS: '2',
-    },
-    stdio: ['ignore', 'ignore', 'ignore'],
-  });
-}, 30_000);
+});
 
 afterAll(async () => {
-  if (proxy && proxy.exitCode === null) {
-    const exited = new Promise((r) => proxy!.once('exit', r));
-    proxy.kill('SIGTERM');
+  for (const c of children) {
+    if (c.exitCode !== null || c.signalCode !== null) continue;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
     await exited;
   }
   await new Promise((r) => (blocker?.listening ? blocker.close(r) : r(undefined)));
@@ -94,22 +109,34 @@ afterAll(async () => {
 
 describe('/readyz with proxy workers', () => {
   it('is 503 while no worker listens, and 200 once they do', async () => {
-    const first = await until(() => true, 30_000);
+    blocker = net.createServer((c) => c.destroy());
+    const port = await listenOn(blocker, 0);
+    const url = await vigilProxy(2, port);
+    const first = await until(url, () => true, 30_000);
     expect(first.status).toBe(503);
     expect(first.body.status).toBe('not_ready');
     expect(first.body.dependencies.proxy_workers).toMatchObject({ state: 'down', required: true });
     // Still not ready a moment later: the workers keep failing to listen.
     await sleep(1_500);
-    const still = await readyz();
+    const still = await readyz(url);
     expect(still?.status).toBe(503);
 
     await new Promise((r) => blocker!.close(r));
-    const ready = await until((r) => r.status === 200, 45_000);
+    const ready = await until(url, (r) => r.status === 200, 45_000);
     expect(ready.body.status).toBe('ready');
     expect(['up', 'degraded']).toContain(ready.body.dependencies.proxy_workers.state);
     // And the port is served now.
-    const res = await request(`http://127.0.0.1:${port}/hello`, { reset: true });
-    await res.body.dump();
-    expect(res.statusCode).toBe(200);
+    expect(await get(port)).toBe(200);
   }, 90_000);
+
+  it('counts the proxy of a one-process `vigil proxy` (VIGIL_PROXY_WORKERS=1) the same way', async () => {
+    const port = await freePort();
+    const url = await vigilProxy(1, port);
+    const ready = await until(url, (r) => r.status === 200, 30_000);
+    expect(ready.body.dependencies.proxy_workers).toMatchObject({ state: 'up', required: true });
+    expect(ready.body.dependencies.proxy_workers.detail).toMatch(
+      /^1\/1 listening; \d+ listening; 0 restarts$/,
+    );
+    expect(await get(port)).toBe(200);
+  }, 60_000);
 });
