@@ -28,6 +28,14 @@ case "${1:-}" in
   up)
     dir=${2:?DIR}; shift 2; svcs=("${@:-${ALL[@]}}"); [ $# -eq 0 ] && svcs=("${ALL[@]}")
     mkdir -p "$dir"; pids=()
+    # A second `up` of a DIR whose services still run would start new ones over their pid files
+    # and leave the old ones running (and a second broker on the same Kafka storage fails).
+    for s in "${svcs[@]}"; do
+      if [ -f "$dir/$s/pid" ] && kill -0 "$(cat "$dir/$s/pid")" 2>/dev/null; then
+        echo "[$s] already running in $dir (pid $(cat "$dir/$s/pid")): run '$0 down $dir' first" >&2
+        exit 1
+      fi
+    done
     for s in "${svcs[@]}"; do "$here/$s.sh" start "$dir" & pids+=($!); done
     rc=0; for p in "${pids[@]}"; do wait "$p" || rc=1; done
     # Each service's own env file; a services.env from an earlier `up` of DIR is not one of them.
