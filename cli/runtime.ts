@@ -726,6 +726,7 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
       cluster = await runCluster({
         workers: proxyWorkers,
         exec: PROXY_WORKER_ENTRY,
+        execArgv: [`--max-semi-space-size=${config.proxyWorkerYoungMb}`],
         // Only the primary runs here; the workers run PROXY_WORKER_ENTRY.
         worker: () => {},
         handleSignals: false,

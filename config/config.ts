@@ -69,6 +69,10 @@ const Env = z.object({
     blankToUndefined,
     z.coerce.number().int().min(1).max(512).optional(),
   ),
+  VIGIL_PROXY_WORKER_YOUNG_MB: z.preprocess(
+    blankToUndefined,
+    z.coerce.number().int().min(1).max(64).default(1),
+  ),
   VIGIL_CACHE: optionalString,
   VIGIL_SUPERVISED: z.preprocess(blankToUndefined, z.enum(['0', '1']).default('0')),
   VIGIL_WORKER_PRIORITY: z.preprocess(
@@ -105,6 +109,12 @@ export interface Config {
   counterTimeoutMs: number;
   /** Proxy worker processes (VIGIL_PROXY_WORKERS); undefined: one per core; 1: in-process. */
   proxyWorkers: number | undefined;
+  /**
+   * V8's young-generation semi-space of each proxy worker, MB (VIGIL_PROXY_WORKER_YOUNG_MB,
+   * default 1): small keeps streamed bodies' buffers short-lived (RSS), larger costs monitored
+   * routes less CPU (docs/proxy.md).
+   */
+  proxyWorkerYoungMb: number;
   /** For the client commands (`vigil decide` …): the token and the API to call. */
   client: { token: string | undefined; apiUrl: string | undefined };
   /**
@@ -157,6 +167,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     client: { token: e.VIGIL_TOKEN, apiUrl: e.VIGIL_API_URL },
     counterTimeoutMs: e.VIGIL_COUNTER_TIMEOUT_MS,
     proxyWorkers: e.VIGIL_PROXY_WORKERS,
+    proxyWorkerYoungMb: e.VIGIL_PROXY_WORKER_YOUNG_MB,
     supervised: e.VIGIL_SUPERVISED === '1',
     workerPriority: e.VIGIL_WORKER_PRIORITY,
     eventsRedact: e.VIGIL_EVENTS_REDACT,

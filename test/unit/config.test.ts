@@ -14,6 +14,7 @@ describe('config', () => {
     expect(c.edition).toBe('connect');
     expect(c.demo).toBe(true);
     expect(c.dataDir.endsWith('.vigil')).toBe(true);
+    expect(c.proxyWorkerYoungMb).toBe(1);
   });
 
   it('parses lists and clamps the decision deadline', () => {
@@ -31,5 +32,12 @@ describe('config', () => {
     expect(() => loadConfig({ VIGIL_EDITION: 'gold' })).toThrow(ConfigError);
     expect(() => loadConfig({ DATABASE_URL: 'mysql://x' })).toThrow(/DATABASE_URL/);
     expect(() => loadConfig({ PORT: 'eighty' })).toThrow(/PORT/);
+    expect(() => loadConfig({ VIGIL_PROXY_WORKER_YOUNG_MB: '0' })).toThrow(
+      /VIGIL_PROXY_WORKER_YOUNG_MB/,
+    );
+    expect(() => loadConfig({ VIGIL_PROXY_WORKER_YOUNG_MB: 'big' })).toThrow(
+      /VIGIL_PROXY_WORKER_YOUNG_MB/,
+    );
+    expect(loadConfig({ VIGIL_PROXY_WORKER_YOUNG_MB: '8' }).proxyWorkerYoungMb).toBe(8);
   });
 });

@@ -3,7 +3,7 @@
 // The proxy port is held by another socket first, so the workers cannot listen until it is
 // let go; /readyz on the health port answers all along.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -33,7 +33,11 @@ async function freePort(): Promise<number> {
 }
 
 /** `vigil proxy` on `port` with `workers` processes; its /readyz on a port of its own. */
-async function vigilProxy(workers: number, port: number): Promise<string> {
+async function vigilProxy(
+  workers: number,
+  port: number,
+  extra: Record<string, string> = {},
+): Promise<string> {
   const healthPort = await freePort();
   const env = { ...process.env };
   for (const k of ['REDIS_URL', 'DATABASE_URL', 'KAFKA_BROKERS', 'TEMPORAL_ADDRESS']) delete env[k];
@@ -48,6 +52,7 @@ async function vigilProxy(workers: number, port: number): Promise<string> {
         API_PORT: String(healthPort),
         VIGIL_CONFIG: routes,
         VIGIL_PROXY_WORKERS: String(workers),
+        ...extra,
       },
       stdio: ['ignore', 'ignore', 'ignore'],
     }),
@@ -111,7 +116,7 @@ describe('/readyz with proxy workers', () => {
   it('is 503 while no worker listens, and 200 once they do', async () => {
     blocker = net.createServer((c) => c.destroy());
     const port = await listenOn(blocker, 0);
-    const url = await vigilProxy(2, port);
+    const url = await vigilProxy(2, port, { VIGIL_PROXY_WORKER_YOUNG_MB: '4' });
     const first = await until(url, () => true, 30_000);
     expect(first.status).toBe(503);
     expect(first.body.status).toBe('not_ready');
@@ -127,6 +132,16 @@ describe('/readyz with proxy workers', () => {
     expect(['up', 'degraded']).toContain(ready.body.dependencies.proxy_workers.state);
     // And the port is served now.
     expect(await get(port)).toBe(200);
+    // The workers run with the young generation asked for (VIGIL_PROXY_WORKER_YOUNG_MB).
+    // detail: `2/2 listening; <pid> listening, <pid> listening; 0 restarts`
+    const workers = String(ready.body.dependencies.proxy_workers.detail).split('; ')[1] ?? '';
+    const pids = [...workers.matchAll(/(\d+) listening/g)];
+    expect(pids.length).toBeGreaterThan(0);
+    for (const [, pid] of pids) {
+      const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      expect(argv).toContain('--max-semi-space-size=4');
+      expect(argv).not.toContain('--max-semi-space-size=1');
+    }
   }, 90_000);
 
   it('counts the proxy of a one-process `vigil proxy` (VIGIL_PROXY_WORKERS=1) the same way', async () => {
