@@ -2,7 +2,7 @@
 // fingerprint (`crd_…`) before anything is stored, counted or emitted. The key is the
 // instance's secret, so fingerprints can't be reversed by brute force over the PAN space
 // without it, and are stable across processes sharing that secret.
-import { createHash, createHmac, hash } from 'node:crypto';
+import { hmacSha256 } from '../storage/hmac.ts';
 import type { DecisionRequest } from './request.ts';
 
 export type PciLevel = 'SAQ_A' | 'SAQ_A_EP' | 'SAQ_B' | 'SAQ_C' | 'SAQ_D' | 'ROC';
@@ -13,45 +13,7 @@ export class CredentialError extends Error {
   readonly details = { field: 'credential.type' };
 }
 
-// HMAC-SHA-256 (RFC 2104) over two one-shot hashes with the padded keys prepared once per key:
-// createHmac builds a native object per call, which was ~5% of a decision in a CPU profile. The
-// padded inner key sits at the front of a scratch buffer the message is written behind.
-interface PreparedKey {
-  inner: Buffer;
-  outer: Buffer;
-}
-const BLOCK = 64;
-const SCRATCH = 512;
-const prepared = new WeakMap<Buffer, PreparedKey>();
-function prepare(key: Buffer): PreparedKey {
-  let p = prepared.get(key);
-  if (!p) {
-    const k = key.length > BLOCK ? createHash('sha256').update(key).digest() : key;
-    const inner = Buffer.alloc(BLOCK + SCRATCH, 0x36);
-    const outer = Buffer.alloc(BLOCK + 32, 0x5c);
-    for (let i = 0; i < k.length; i++) {
-      inner[i]! ^= k[i]!;
-      outer[i]! ^= k[i]!;
-    }
-    p = { inner, outer };
-    prepared.set(key, p);
-  }
-  return p;
-}
-
-/** HMAC-SHA-256 of `message` (UTF-8) with `key`, base64url. */
-export function hmacSha256(key: Buffer, message: string): string {
-  const p = prepare(key);
-  if (message.length * 3 > SCRATCH) {
-    return createHmac('sha256', key).update(message).digest('base64url');
-  }
-  const n = p.inner.write(message, BLOCK, 'utf8');
-  const inner = hash('sha256', p.inner.subarray(0, BLOCK + n), 'buffer');
-  // The message may be a card's canonical form or a token: not left lying in the scratch.
-  p.inner.fill(0, BLOCK, BLOCK + n);
-  inner.copy(p.outer, BLOCK);
-  return hash('sha256', p.outer, 'base64url');
-}
+export { hmacSha256 };
 
 export function fingerprintCredential(
   cred: NonNullable<DecisionRequest['credential']>,

@@ -1,7 +1,7 @@
 // The Redis counter store against a real Redis: exactness under concurrency, idempotency per
 // decision, distinct counts, windows on the server's clock, dry runs, and outages (a hung Redis
 // and a killed one, restarted on the same port).
-import { randomUUID } from 'node:crypto';
+import { createHmac, randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import type { CounterRequest } from '../../../rulesets/ports.ts';
@@ -202,6 +202,14 @@ describe('RedisCounterStore (real Redis)', () => {
         k.slice(secretPrefix.length),
       );
       expect(plainKeys).not.toContain(keyedKeys[0]);
+      // The key names are what every earlier version wrote (HMAC-SHA-256, hex, 32 chars): counts
+      // already in Redis are found again after an upgrade.
+      const hmac = (text: string) =>
+        createHmac('sha256', 'k1').update(text, 'utf8').digest('hex').slice(0, 32);
+      expect(keyedKeys).toEqual([`v:${hmac(`${CARD}\u0000${card}`)}`]);
+      expect(
+        (await raw.keys(`${secretPrefix}d:*`)).map((k) => k.slice(secretPrefix.length)),
+      ).toEqual([`d:${hmac(`${CARD}\u0000${card}\u0000${IP}`)}`]);
       const dKey = (await raw.keys(`${secretPrefix}d:*`))[0]!;
       expect((await raw.zrange(dKey, '0', '-1')).join(' ')).not.toContain('192.0.2.44');
       await raw.del(...(await raw.keys(`${secretPrefix}*`)));
