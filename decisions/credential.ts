@@ -13,8 +13,6 @@ export class CredentialError extends Error {
   readonly details = { field: 'credential.type' };
 }
 
-export { hmacSha256 };
-
 export function fingerprintCredential(
   cred: NonNullable<DecisionRequest['credential']>,
   key: Buffer,

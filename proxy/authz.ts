@@ -25,7 +25,7 @@ import {
 import { decideWithin } from './inline/decide.ts';
 import { buildDecisionContext } from './inline/extract.ts';
 import { parseTarget } from './inline/match.ts';
-import { proxyMetrics } from './inline/metrics.ts';
+import { decisionMetrics, proxyMetrics } from './inline/metrics.ts';
 import type { DecideFn, OnRequestEvent, ProxyDecision } from './inline/types.ts';
 
 export interface AuthzOptions {
@@ -96,29 +96,7 @@ export async function authzRoutes(app: FastifyInstance, opts: AuthzOptions): Pro
       ? opts.config
       : () => opts.config as CompiledConfig | undefined;
 
-  // Labelled children kept per label set, as the inline proxy and the decide path do:
-  // prom-client hashes a label object on every labelled call otherwise. Contexts are checked
-  // against CONTEXT and decisions and modes come from closed sets; the maps are bounded anyway.
-  const timers = new Map<string, { observe(v: number): void }>();
-  const decisionTimer = (context: string) => {
-    let t = timers.get(context);
-    if (!t) {
-      if (timers.size >= 1_000) timers.clear();
-      timers.set(context, (t = metrics.decisionSeconds.labels(context, 'authz')));
-    }
-    return t;
-  };
-  const counters = new Map<string, { inc(): void }>();
-  const decisionCounter = (context: string, decision: string, mode: string) => {
-    const key = `${context}\u0000${decision}\u0000${mode}`;
-    let c = counters.get(key);
-    if (!c) {
-      if (counters.size >= 1_000) counters.clear();
-      c = metrics.decisions.labels({ context, decision, mode, source: 'authz' });
-      counters.set(key, c);
-    }
-    return c;
-  };
+  const labelled = decisionMetrics(metrics, 'authz');
 
   const handler = async (req: FastifyRequest, reply: FastifyReply) => {
     const t0 = performance.now();
@@ -182,13 +160,13 @@ export async function authzRoutes(app: FastifyInstance, opts: AuthzOptions): Pro
       metrics.failOpen.inc({ context, reason: failOpen ?? 'error', source: 'authz' });
       reply.header('x-vigil-fail-open', failOpen);
     } else {
-      decisionCounter(context, d.decision, mode).inc();
+      labelled.counter(context, d.decision, mode).inc();
       reply.header('x-vigil-decision', d.decision).header('x-vigil-decision-id', d.id);
       if (mode === 'passive') reply.header('x-vigil-mode', 'passive');
       if (d.decision === 'BLOCK' && mode === 'active') status = 403;
     }
     reply.header('cache-control', 'no-store');
-    decisionTimer(context).observe((performance.now() - t0) / 1000);
+    labelled.timer(context).observe((performance.now() - t0) / 1000);
     try {
       opts.onRequestEvent?.({
         method: originalMethod,

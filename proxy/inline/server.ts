@@ -25,7 +25,7 @@ import {
 } from './forward.ts';
 import { originRequestHeaders, type ForwardedFacts } from './headers.ts';
 import { parseTarget, type RequestTarget } from './match.ts';
-import { proxyMetrics, type ProxyMetrics } from './metrics.ts';
+import { decisionMetrics, proxyMetrics, type ProxyMetrics } from './metrics.ts';
 import { openConfigSource, type ConfigSource, type ReloadResult } from './source.ts';
 import type {
   DecideFn,
@@ -310,25 +310,7 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
     });
   }
 
-  // Labelled children, looked up once per context: prom-client hashes a label object on every
-  // call otherwise (some 4 µs per monitored request). Contexts and modes come from the route
-  // file, decisions from a closed set, so the maps stay small.
-  const timers = new Map<string, { observe(v: number): void }>();
-  const decisionTimer = (context: string) => {
-    let t = timers.get(context);
-    if (!t) timers.set(context, (t = metrics.decisionSeconds.labels(context, 'proxy')));
-    return t;
-  };
-  const counters = new Map<string, { inc(): void }>();
-  const decisionCounter = (context: string, decision: string, mode: string) => {
-    const key = `${context}\u0000${decision}\u0000${mode}`;
-    let c = counters.get(key);
-    if (!c) {
-      c = metrics.decisions.labels({ context, decision, mode, source: 'proxy' });
-      counters.set(key, c);
-    }
-    return c;
-  };
+  const labelled = decisionMetrics(metrics, 'proxy');
 
   const lastFailureLog = new Map<string, number>();
   function upstreamFailure(origin: OriginPool, kind: UpstreamFailure, err: Error): void {
@@ -498,7 +480,7 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
       inflight--;
       metrics.inflight.set(inflight);
     }
-    decisionTimer(context).observe((performance.now() - tDecide) / 1000);
+    labelled.timer(context).observe((performance.now() - tDecide) / 1000);
     if (res.destroyed) return;
     // Body not buffered: it is still on the wire and goes to the origin as a stream.
     const streamBody = hasBody && body === null;
@@ -509,7 +491,7 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
       return;
     }
     const d = outcome;
-    decisionCounter(context, d.decision, route.mode).inc();
+    labelled.counter(context, d.decision, route.mode).inc();
     if (route.mode === 'active' && d.decision === 'BLOCK') {
       const b = route.block;
       const text = renderBlock(b, d.id);
