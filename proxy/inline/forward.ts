@@ -247,7 +247,7 @@ class ForwardHandler implements Dispatcher.DispatchHandler {
     // answers of the pass (../flush.ts): the client's socket is corked until then. Measured on
     // pass-through GET (bench/proxy.ts): 21,102 → 26,239 req/s, 48 → 38 µs of CPU per request.
     // Holding the requests to the origin the same way was measured too and made it worse
-    // (55 µs): undici already writes them after the current tick.
+    // (55 µs): undici already writes them from a setImmediate.
     const socket = res.socket;
     if (socket && !socket.destroyed && !socket.writableCorked) {
       socket.cork();
