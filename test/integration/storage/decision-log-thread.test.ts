@@ -85,6 +85,18 @@ describe('SqliteDecisionWriter', () => {
     await log.close();
   });
 
+  it('stores a record structured clone refuses as JSON.stringify would (a function left out)', async () => {
+    const log = new DecisionLog(store, { flushIntervalMs: 5, batchSize: 10, writer });
+    for (let i = 20; i < 25; i++)
+      log.append(record(i, i === 22 ? { fn: () => 1, kept: 'yes' } : {}));
+    await log.flush();
+    expect(log.stats()).toMatchObject({ written: 5, rejected: 0 });
+    const row = await store.getDecision('dec_t000022');
+    expect(row?.record).toMatchObject({ kept: 'yes' });
+    expect(row?.record).not.toHaveProperty('fn');
+    await log.close();
+  });
+
   it('fails with a stable code once closed', async () => {
     await writer.close();
     await expect(
