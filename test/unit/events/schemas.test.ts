@@ -539,4 +539,21 @@ describe('vigil.request/1 and vigil.action/1', () => {
     expect(parseEventValue(e)).toMatchObject({ ok: true, schema: 'vigil.action/1' });
     expect(parseEventValue({ schema: 'vigil.action/9' })).toMatchObject({ ok: false });
   });
+
+  it('re-emits each time in its canonical form, the same input twice or another after it', () => {
+    const at = (occurred_at: unknown) =>
+      actionEvent({
+        workflow_id: 'w',
+        step: 's',
+        status: 'ok',
+        attempts: 1,
+        occurred_at: occurred_at as string,
+      });
+    expect(at('2026-03-04T05:06:07+01:00').occurred_at).toBe('2026-03-04T04:06:07.000Z');
+    expect(at('2026-03-04T05:06:07+01:00').occurred_at).toBe('2026-03-04T04:06:07.000Z');
+    expect(at('2026-03-04T05:06:07Z').occurred_at).toBe('2026-03-04T05:06:07.000Z');
+    const bad = at('not a time');
+    expect(bad.truncated).toEqual(['$.occurred_at']);
+    expect(at('2026-03-04T05:06:07Z').occurred_at).toBe('2026-03-04T05:06:07.000Z');
+  });
 });
