@@ -12,6 +12,7 @@ import type {
   Counts,
   DecisionOutcome,
 } from '../rulesets/ports.ts';
+import { deadline } from './deadline.ts';
 import { decisionEvent, decisionKey } from '../storage/events/schemas.ts';
 import type { ActiveRulesets } from './active-rulesets.ts';
 import { fingerprintCredential, type PciLevel } from './credential.ts';
@@ -64,13 +65,19 @@ const RISKY: ReadonlySet<DecisionOutcome> = new Set(['REVIEW', 'BLOCK', 'PROVISI
 /** A counter store that does not answer within its share of the deadline is unavailable. */
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
   if (ms <= 0) return Promise.reject(new Error('deadline'));
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([
-    p,
-    new Promise<T>((_, reject) => {
-      timer = setTimeout(() => reject(new Error('counter store timed out')), ms);
-    }),
-  ]).finally(() => clearTimeout(timer));
+  return new Promise<T>((resolve, reject) => {
+    const timer = deadline(ms, () => reject(new Error('counter store timed out')));
+    p.then(
+      (v) => {
+        timer.cancel();
+        resolve(v);
+      },
+      (err: unknown) => {
+        timer.cancel();
+        reject(err instanceof Error ? err : new Error(String(err)));
+      },
+    );
+  });
 }
 
 /** A store that answers without waiting (the in-process one) needs no timer and no promise. */

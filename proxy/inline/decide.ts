@@ -1,6 +1,7 @@
 // The engine behind a deadline. Whatever decide does (throws, rejects, hangs, returns
 // garbage), the proxy gets an answer it can act on in bounded time: a decision, or a reason
 // to fail open.
+import { deadline } from '../../decisions/deadline.ts';
 import type { DecideFn, ProxyDecision } from './types.ts';
 
 export type DecideResult = ProxyDecision | 'error' | 'timeout';
@@ -15,9 +16,9 @@ export function decideWithin(
   ms: number,
 ): Promise<DecideResult> {
   return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve('timeout'), ms);
+    const timer = deadline(ms, () => resolve('timeout'));
     const settle = (r: DecideResult) => {
-      clearTimeout(timer);
+      timer.cancel();
       resolve(r);
     };
     let p: Promise<ProxyDecision>;
