@@ -1,15 +1,15 @@
 // Writing the decision log on the embedded store blocked the event loop: better-sqlite3 is
 // synchronous, and a batch's INSERTs and COMMIT (a WAL append) took ~5% of a decision's CPU in a
 // profile and several milliseconds at a time, which every request queued behind. This writer does
-// the same INSERTs on a thread with its own connection, and serializes the records there too: the
-// main thread only copies each batch across (a structured clone, about half the CPU of
-// JSON.stringify on the records). The thread is one more SQLite connection to the file, like another process: WAL lets
+// the same INSERTs on a thread with its own connection, so the answer path only serializes the
+// records. The thread is one more SQLite connection to the file, like another process: WAL lets
 // it write beside readers, and busy_timeout makes it wait for the main connection's writes (and
 // them for its short, synchronous transactions) instead of failing.
 import { Worker } from 'node:worker_threads';
 import { StoreError } from './errors.ts';
 import { sqliteError } from './sqlite.ts';
-import { toJson, toMs } from './sql.ts';
+import type { SqlValue } from './sql.ts';
+import { decisionValues } from './sql-store.ts';
 import type { DecisionInsert } from './store.ts';
 
 export interface DecisionWriter {
@@ -26,9 +26,6 @@ export interface SqliteDecisionWriterOptions {
 }
 
 type Reply = { n: number; error?: { code: string; message: string } };
-
-/** The thread's error code for a record JSON.stringify refused (a cycle, a BigInt). */
-const INVALID_RECORD = 'VIGIL_INVALID_RECORD';
 
 const WORKER_URL = new URL('./decision-log-worker.ts', import.meta.url);
 
@@ -110,26 +107,14 @@ export class SqliteDecisionWriter implements DecisionWriter {
   async insertDecisions(rows: DecisionInsert[]): Promise<void> {
     if (rows.length === 0) return;
     if (this.#closed) throw new StoreError('closed', 'the decision log writer is closed');
-    // The records cross as objects and the thread serializes them: a batch's structured clone
-    // costs this thread about half of what JSON.stringify of each record did. The other
-    // columns are mapped here, as the store would.
-    const values = rows.map(columns);
+    // Serialized here, as the store would: a record that cannot be serialized fails its own
+    // batch with `invalid` (the log then writes one by one) rather than the thread.
+    const values = rows.map(serialize);
     const worker = await this.#start();
     const n = ++this.#n;
     await new Promise<void>((resolve, reject) => {
       this.#calls.set(n, { resolve, reject });
-      try {
-        worker.postMessage({ n, rows: values });
-      } catch {
-        // A record structured clone refuses (a function in it) is serialized here instead, as
-        // JSON.stringify would store it; one it refuses too fails its batch with `invalid`.
-        try {
-          worker.postMessage({ n, rows: values.map(serialized), serialized: true });
-        } catch (err) {
-          this.#calls.delete(n);
-          reject(err instanceof Error ? err : new Error(String(err)));
-        }
-      }
+      worker.postMessage({ n, rows: values });
     });
   }
 
@@ -148,33 +133,16 @@ export class SqliteDecisionWriter implements DecisionWriter {
   }
 }
 
-/** The row in column order (the store's own mapping), the record last and not yet serialized. */
-function columns(d: DecisionInsert): unknown[] {
-  return [
-    d.id,
-    toMs(d.created_at),
-    d.context,
-    d.decision,
-    d.ruleset_id,
-    d.session,
-    d.credential_fingerprint,
-    d.record ?? null,
-  ];
-}
-
-function serialized(row: unknown[]): unknown[] {
+/** The row in column order (the store's own mapping); `invalid` if it cannot be serialized. */
+function serialize(row: DecisionInsert): SqlValue[] {
   try {
-    return [...row.slice(0, 7), toJson(row[7])];
+    return decisionValues(row);
   } catch (err) {
     throw new StoreError('invalid', 'a decision record is not serializable', { cause: err });
   }
 }
 
 function mapError(e: { code: string; message: string } | undefined): Error {
-  if (e?.code === INVALID_RECORD)
-    return new StoreError('invalid', 'a decision record is not serializable', {
-      cause: new Error(e.message),
-    });
   const err = Object.assign(new Error(e?.message ?? 'the decision log writer failed'), {
     code: e?.code,
   });

@@ -15,22 +15,7 @@ interface Init {
 /** One decision row in column order: id, created_at, context, decision, ruleset_id, session, credential_fingerprint, record (JSON). */
 type Row = [string, number, string, string, string | null, string | null, string | null, string];
 
-/** As sent: the record still an object (serialized here). */
-type SentRow = [
-  string,
-  number,
-  string,
-  string,
-  string | null,
-  string | null,
-  string | null,
-  unknown,
-];
-
-type Request = { n: number; rows: SentRow[]; serialized?: true } | { n: number; close: true };
-
-/** decision-log-thread.ts maps this code to the store's `invalid`. */
-const INVALID_RECORD = 'VIGIL_INVALID_RECORD';
+type Request = { n: number; rows: Row[] } | { n: number; close: true };
 
 const port = parentPort!;
 const init = workerData as Init;
@@ -88,17 +73,9 @@ port.on('message', (msg: Request) => {
     port.close();
     return;
   }
-  const rows = msg.rows as unknown[][];
-  try {
-    // In place: the rows are this thread's copy.
-    if (!msg.serialized) for (const r of rows) r[7] = JSON.stringify(r[7] ?? null);
-  } catch (err) {
-    port.postMessage({ n: msg.n, error: { code: INVALID_RECORD, message: errorOf(err).message } });
-    return;
-  }
   try {
     if (!db) open();
-    insertAll.immediate(rows as Row[]);
+    insertAll.immediate(msg.rows);
     port.postMessage({ n: msg.n });
   } catch (err) {
     port.postMessage({ n: msg.n, error: errorOf(err) });
