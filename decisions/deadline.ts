@@ -21,6 +21,9 @@ interface Lane {
 
 const lanes = new Map<number, Lane>();
 
+/** The longest delay setTimeout takes (2^31 − 1 ms); a longer one would fire after 1 ms. */
+const TIMEOUT_MAX = 2 ** 31 - 1;
+
 /** A pending deadline: cancel() once the call settled (its expire will not run). */
 export interface Deadline {
   cancel(): void;
@@ -31,7 +34,8 @@ export interface Deadline {
  * the caller; an `expire` that throws is ignored. The timer does not keep the process alive.
  */
 export function deadline(ms: number, expire: () => void): Deadline {
-  const d = Math.max(0, Math.ceil(ms));
+  // setTimeout's own bounds: NaN or negative is at once, past ~24.8 days is that long.
+  const d = Number.isNaN(ms) ? 0 : Math.min(TIMEOUT_MAX, Math.max(0, Math.ceil(ms)));
   const w: Waiter = { at: performance.now() + d, done: false, expire };
   let lane = lanes.get(d);
   if (!lane) {
@@ -82,9 +86,11 @@ function sweep(lane: Lane): void {
   arm(lane, lane.items[lane.head]!.at - now);
 }
 
-/** Waiting calls across all lanes, settled ones not yet passed over included (for tests). */
+/** Calls still waiting (neither expired nor cancelled) across all lanes (for tests). */
 export function pendingDeadlines(): number {
   let n = 0;
-  for (const l of lanes.values()) n += l.items.length - l.head;
+  for (const l of lanes.values()) {
+    for (let i = l.head; i < l.items.length; i++) if (!l.items[i]!.done) n++;
+  }
   return n;
 }

@@ -43,6 +43,15 @@ describe('deadline', () => {
     expect(fired).toEqual(['short', 'long']);
   });
 
+  it('takes setTimeout bounds: NaN at once, Infinity never within the test', async () => {
+    const fired: string[] = [];
+    deadline(Number.NaN, () => fired.push('nan'));
+    const inf = deadline(Number.POSITIVE_INFINITY, () => fired.push('inf'));
+    await sleep(30);
+    expect(fired).toEqual(['nan']);
+    inf.cancel();
+  });
+
   it('goes on after a callback that throws, and with thousands in flight', async () => {
     let n = 0;
     deadline(5, () => {
