@@ -4,18 +4,20 @@
 import { describe, expect, it } from 'vitest';
 import { decisionEvent } from '../../../storage/events/index.ts';
 
-// Shared as the compiled ruleset shares them: one object per rule and outcome.
+// Shared as the compiled ruleset shares them: one frozen object per rule and outcome.
 const entries = Array.from({ length: 20 }, (_, i) =>
-  i % 5 === 0
-    ? {
-        rule_id: `rule-${i}`,
-        result: 'matched',
-        action: 'REVIEW',
-        reason: `why ${'x'.repeat(i * 3)}`,
-      }
-    : i % 7 === 0
-      ? { rule_id: `rule-${i}`, result: 'skipped', reason: 'counter_unavailable', shadow: true }
-      : { rule_id: `rule-${i}`, result: 'not_matched' },
+  Object.freeze(
+    i % 5 === 0
+      ? {
+          rule_id: `rule-${i}`,
+          result: 'matched',
+          action: 'REVIEW',
+          reason: `why ${'x'.repeat(i * 3)}`,
+        }
+      : i % 7 === 0
+        ? { rule_id: `rule-${i}`, result: 'skipped', reason: 'counter_unavailable', shadow: true }
+        : { rule_id: `rule-${i}`, result: 'not_matched' },
+  ),
 );
 
 function record(n: number, rules: object[] = entries): any {
@@ -67,6 +69,21 @@ describe('kept rule trace entries', () => {
     }
   });
 
+  it("are kept for frozen entries (the engine's shared ones) only, never for fresh objects", () => {
+    const a = decisionEvent(record(1), fixed);
+    const b = decisionEvent(record(2), fixed);
+    expect(b.rules[1]).toBe(a.rules[1]);
+    expect(Object.isFrozen(a.rules[1])).toBe(true);
+    // A backend rule's entry, or a record read back from the store, is a new object each time:
+    // keeping it (a WeakMap entry per rule per decision) cost more than building it.
+    const unfrozen = entries.map((e) => ({ ...e }));
+    const c = decisionEvent(record(3, unfrozen), fixed);
+    const d = decisionEvent(record(4, unfrozen), fixed);
+    expect(d.rules[1]).not.toBe(c.rules[1]);
+    expect(Object.isFrozen(c.rules[1])).toBe(false);
+    expect(c.rules).toEqual(a.rules);
+  });
+
   it('are not used across string limits, and a truncated entry is never kept', () => {
     const short = decisionEvent(record(1), { ...fixed, limits: { maxStringChars: 8 } });
     expect(short.truncated?.some((p) => p.startsWith('$.rules['))).toBe(true);
@@ -93,7 +110,7 @@ describe('kept rule trace entries', () => {
   });
 
   it('follow the entries and their index: an entry kept at one index is measured afresh at another', () => {
-    const other = [{ rule_id: 'only', result: 'matched', action: 'BLOCK' }];
+    const other = [Object.freeze({ rule_id: 'only', result: 'matched', action: 'BLOCK' })];
     const a = decisionEvent(record(1, other), fixed);
     expect(a.rules).toEqual([{ rule_id: 'only', result: 'matched', action: 'BLOCK' }]);
     // Kept at index 12 by the default list; here it comes first, and the budget counts each
