@@ -7,23 +7,30 @@ import nodeCluster, { type Worker as ClusterWorker } from 'node:cluster';
 import { setPriority } from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { RESOLVE_REFUSED, resolveUpdate } from '../workflows/contracts.ts';
+import { RESOLVE_REFUSED, lifecycleEventSignal, resolveUpdate } from '../workflows/contracts.ts';
 import type { Config } from '../config/config.ts';
 import { ActiveRulesets } from '../decisions/active-rulesets.ts';
 import type { DecideDeps } from '../decisions/decide.ts';
-import { decide } from '../decisions/decide.ts';
-import type { DecisionRecord, HandoffItem, RulesetRow } from '../decisions/ports.ts';
+import type {
+  DecisionRecord,
+  HandoffItem,
+  LifecycleEvent,
+  RulesetRow,
+} from '../decisions/ports.ts';
 import type { DecisionOutcome } from '../rulesets/ports.ts';
-import { parseDecisionRequest } from '../decisions/request.ts';
+import { decideExtracted, type ExtractedInput } from '../decisions/extracted.ts';
 import { buildApp, type App, type AppOptions, type HealthCheck } from '../proxy/app.ts';
 import { SCOPES, cachedTokenVerifier, requireScope, type TokenVerifier } from '../proxy/auth.ts';
 import { authzRoutes } from '../proxy/authz.ts';
 import {
   createInlineProxy,
   loadRoutesFileSync,
+  openConfigSource,
   runCluster,
+  stderrLogger,
   workerCount,
   type ClusterHandle,
+  type CompiledConfig,
   type InlineProxy,
 } from '../proxy/inline/index.ts';
 import {
@@ -143,6 +150,8 @@ function toActive(rows: RulesetRow[]) {
 
 /** A resolve waits for the case to accept its update; past this the record alone resolves. */
 const RESOLVE_UPDATE_TIMEOUT_MS = 10_000;
+/** A lifecycle event's signal into its case: the answer waits for it, so not long. */
+const SIGNAL_TIMEOUT_MS = 5_000;
 
 function isAlreadyResolved(err: unknown): boolean {
   for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
@@ -181,6 +190,11 @@ export async function buildRuntime(
     health?: HealthCheck[] | undefined;
     /** Other processes' metrics merged into /metrics (the proxy workers, when forked). */
     metricsFrom?: AppOptions['metricsFrom'];
+    /**
+     * The proxy's route config, live, for /api/authz: the route of the asked context lends its
+     * extractors, session, mode and block body, as it does in the proxy (docs/proxy.md).
+     */
+    authzConfig?: (() => CompiledConfig | undefined) | undefined;
   },
 ): Promise<Runtime> {
   // Closed last-in first-out (see close() below).
@@ -373,16 +387,7 @@ export async function buildRuntime(
     delete: (id: string) => store.deleteBlacklist(id),
   };
 
-  const proxyDecide = async (input: {
-    context: string;
-    body: Record<string, unknown>;
-    source: string;
-  }) => {
-    const parsed = parseDecisionRequest({ ...input.body, context: input.context });
-    if (!parsed.success) throw new Error('the extracted context is not a valid decision request');
-    const r = await decide(decideDeps, parsed.data, { source: input.source });
-    return { id: r.id, decision: r.decision };
-  };
+  const proxyDecide = (input: ExtractedInput) => decideExtracted(decideDeps, input);
 
   // One client for the API's Temporal calls (resolve, cases), connected on first use.
   const temporal = opts.temporalAddress
@@ -452,6 +457,26 @@ export async function buildRuntime(
             return entry;
           },
         },
+        // Into the decision's case (CONTRACT §2). A case not started yet (its handoff still in
+        // the outbox) or already closed refuses the signal: the answer says so
+        // (`workflow_signalled: false`) and the event stays stored.
+        ...(temporal
+          ? {
+              signalCase: async (workflowId: string, e: LifecycleEvent) => {
+                await temporal.call(
+                  (client) =>
+                    client.workflow.getHandle(workflowId).signal(lifecycleEventSignal, {
+                      id: e.id,
+                      type: e.type,
+                      decision_id: e.decision_id,
+                      occurred_at: e.occurred_at,
+                      data: e.data,
+                    }),
+                  SIGNAL_TIMEOUT_MS,
+                );
+              },
+            }
+          : {}),
         now: Date.now,
       }),
       // nginx auth_request / Envoy ext_authz: the same engine, behind a decisions:write token.
@@ -463,6 +488,10 @@ export async function buildRuntime(
           onRequest: requireScope(verify, 'decisions:write'),
           trustedProxies: config.trustedProxies,
           registry: metrics.registry,
+          config: opts.authzConfig,
+          // Every authz check is a monitored request (CONTRACT §6), as the proxy's are.
+          onRequestEvent: (e) =>
+            events.publish('vigil.requests', requestKey(e), () => requestEvent(e)),
         }),
       integrationRoutes(integrations),
       tokenRoutes(
@@ -685,9 +714,25 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
     closers.push(() => desk!.close());
     config = { ...config, egressAllow: [...config.egressAllow, new URL(desk.url).host] };
   }
+  // The routes the proxy serves (a file, or the demo's, whose origin starts here), known before
+  // the API is built: /api/authz reads them too.
+  let routes: string | object | undefined = roles.proxy ? config.routesFile : undefined;
+  if (roles.proxy && !routes && demo) {
+    const origin = await startDemoOrigin();
+    closers.unshift(() => origin.close());
+    routes = demoRoutes(origin.url);
+    log(`demo origin 'shop' on ${origin.url}`);
+  }
+  // `vigil api` alone reads VIGIL_CONFIG for authz as well, watched and reloaded like the proxy's.
+  const authzRoutesDoc = roles.api ? (routes ?? config.routesFile) : undefined;
+  const authzSource = authzRoutesDoc
+    ? openConfigSource({ config: authzRoutesDoc, log: stderrLogger })
+    : undefined;
+  if (authzSource) closers.push(() => Promise.resolve(authzSource.close()));
   const rt = await buildRuntime(config, {
     serveApi: roles.api,
     temporalAddress,
+    ...(authzSource ? { authzConfig: (): CompiledConfig => authzSource.current() } : {}),
     health: [
       ...(proxyWanted ? [workersHealth] : []),
       ...(roles.worker && roles.api ? [workerChildHealth] : []),
@@ -713,13 +758,6 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   );
 
   if (roles.proxy) {
-    let routes: string | object | undefined = config.routesFile;
-    if (!routes && demo) {
-      const origin = await startDemoOrigin();
-      closers.unshift(() => origin.close());
-      routes = demoRoutes(origin.url);
-      log(`demo origin 'shop' on ${origin.url}`);
-    }
     if (routes && proxyWorkers > 1) {
       const counters = rt.decideDeps.counters;
       const init = { t: WORKER_INIT, routes, egressAllow: config.egressAllow };
@@ -746,13 +784,7 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
         config: routes,
         trustedProxies: config.trustedProxies,
         registry: rt.metrics.registry,
-        decide: async (input) => {
-          const parsed = parseDecisionRequest({ ...input.body, context: input.context });
-          if (!parsed.success)
-            throw new Error('the extracted context is not a valid decision request');
-          const r = await decide(rt.decideDeps, parsed.data, { source: input.source });
-          return { id: r.id, decision: r.decision };
-        },
+        decide: (input: ExtractedInput) => decideExtracted(rt.decideDeps, input),
         onRequestEvent: (e) =>
           rt.decideDeps.events.publish('vigil.requests', requestKey(e), () => requestEvent(e)),
       });

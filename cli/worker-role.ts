@@ -7,6 +7,7 @@ import type { ActivityDeps } from '../activities/deps.ts';
 import { createRelay } from '../activities/relay.ts';
 import { bundleWorkflows, createWorker } from '../activities/worker.ts';
 import { actionEvent, actionKey, decisionEvent, decisionKey } from '../storage/events/schemas.ts';
+import { settleDecision } from '../decisions/settle.ts';
 import type { Runtime } from './runtime.ts';
 
 export function activityDeps(rt: Runtime): ActivityDeps {
@@ -32,18 +33,50 @@ export function activityDeps(rt: Runtime): ActivityDeps {
     emitAction: (event) =>
       rt.decideDeps.events.publish('vigil.actions', actionKey(event), actionEvent(event)),
     setFinalOutcome: async (decisionId, proposed, detail) => {
-      await rt.log.setFinalOutcome(decisionId, proposed, detail);
-      // The final outcome of an async rule is published as the decision again, with final_decision.
+      // Settled from the stored decision in rule order (decisions/settle.ts); the workflow's
+      // merge is only the fallback for a record this process cannot read.
       const record = await rt.log.get(decisionId);
+      const settled = record ? settleDecision(record.response, detail) : undefined;
+      const outcome = settled?.decision ?? proposed;
+      const final = outcome === 'PROVISIONAL' ? proposed : outcome;
+      await rt.log.setFinalOutcome(
+        decisionId,
+        final,
+        settled
+          ? {
+              ...detail,
+              rules: settled.rules,
+              backend_results: settled.backend_results,
+              has_errors: settled.has_errors,
+              degraded: settled.degraded,
+            }
+          : detail,
+      );
+      // The final outcome of an async rule is published as the decision again, with
+      // final_decision and the settled traces.
       if (record) {
-        const updated = { ...record, response: { ...record.response, final_decision: proposed } };
+        const updated = {
+          ...record,
+          response: {
+            ...record.response,
+            ...(settled
+              ? {
+                  rules: settled.rules,
+                  backend_results: settled.backend_results,
+                  has_errors: settled.has_errors,
+                  degraded: settled.degraded,
+                }
+              : {}),
+            final_decision: final,
+          },
+        };
         rt.decideDeps.events.publish(
           'vigil.decisions',
           decisionKey(updated),
           decisionEvent(updated),
         );
       }
-      return proposed;
+      return final;
     },
     resolveDecisionRecord: async (decisionId, resolution, note) => {
       // 'already_resolved' is success here: the API may have written it first.

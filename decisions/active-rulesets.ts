@@ -1,7 +1,8 @@
 // The ACTIVE ruleset of each context, compiled once per version. A refresh builds a whole new
 // map and swaps the reference, so a decision holds one consistent snapshot: it never sees half
 // of two rulesets, even while an activation lands.
-import { compileRuleset, type CompiledRuleset } from '../rulesets/compile.ts';
+import { compileRuleset, mergeCounting, type CompiledRuleset } from '../rulesets/compile.ts';
+import type { CounterRequest } from '../rulesets/ports.ts';
 import type { RulesetDocument } from '../rulesets/schema.ts';
 
 export interface ActiveRuleset {
@@ -19,6 +20,7 @@ export interface ActiveSource {
 
 export class ActiveRulesets {
   #byContext = new Map<string, ActiveRuleset>();
+  #counting: (ctx: unknown) => CounterRequest[] = () => [];
   // Compiled rulesets are immutable per id: keep them across refreshes.
   #compiled = new Map<string, CompiledRuleset>();
   #source: ActiveSource;
@@ -33,6 +35,14 @@ export class ActiveRulesets {
   resolve(context: string): ActiveRuleset | undefined {
     const map = this.#byContext;
     return map.get(context) ?? map.get('default');
+  }
+
+  /**
+   * What a decision is counted on, in any context: every field some ACTIVE ruleset counts, with
+   * the windows they ask (rulesets/compile.ts mergeCounting). Swapped with the rulesets.
+   */
+  counterRequests(ctx: unknown): CounterRequest[] {
+    return this.#counting(ctx);
   }
 
   list(): ActiveRuleset[] {
@@ -59,6 +69,7 @@ export class ActiveRulesets {
           }
           this.#compiled = keep;
           this.#byContext = next;
+          this.#counting = mergeCounting([...next.values()].map((a) => a.compiled));
         } while (this.#again);
       } finally {
         this.#refreshing = undefined;

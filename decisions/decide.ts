@@ -11,6 +11,8 @@ import type {
   CounterStore,
   Counts,
   DecisionOutcome,
+  DegradedReason,
+  RuleTrace,
 } from '../rulesets/ports.ts';
 import { deadline } from './deadline.ts';
 import { decisionEvent, decisionKey } from '../storage/events/schemas.ts';
@@ -57,6 +59,8 @@ export interface DecideOptions {
   idempotencyKey?: string;
   /** Where the request came from, for events (`api`, `proxy`, `authz`). */
   source?: string;
+  /** Reasons the caller adds to the decision's `degraded` (values it had to leave out). */
+  degraded?: readonly DegradedReason[];
 }
 
 const NO_COUNTS: Counts = { get: () => undefined };
@@ -94,6 +98,21 @@ function syncCounters(c: CounterStore): SyncCounterStore | undefined {
   return typeof (c as Partial<SyncCounterStore>).countSync === 'function'
     ? (c as unknown as SyncCounterStore)
     : undefined;
+}
+
+/**
+ * What a PROVISIONAL decision's synchronous live rules decided: a terminal ALLOW ends it (a
+ * BLOCK would have made the decision BLOCK), else REVIEW if one matched, else ALLOW.
+ */
+function syncDecision(rules: readonly RuleTrace[]): 'ALLOW' | 'REVIEW' {
+  let review = false;
+  for (const t of rules) {
+    if (t.shadow || t.action === undefined) continue;
+    if (t.result !== 'matched' && t.result !== 'error') continue;
+    if (t.action === 'REVIEW') review = true;
+    else if (t.action === 'ALLOW') return 'ALLOW';
+  }
+  return review ? 'REVIEW' : 'ALLOW';
 }
 
 export function caseWorkflowId(session: string | undefined | null, decisionId: string): string {
@@ -148,27 +167,29 @@ export async function decide(
   let result: EvalResult | undefined;
   let counterFailed = false;
   let engineMs = 0;
-  if (active) {
-    const requests = active.compiled.counterRequests(ctx);
-    // No countable value in this context: nothing to count, and nothing is unavailable.
-    let counts: Counts | 'unavailable' = NO_COUNTS;
-    if (requests.length > 0) {
-      // A timer per decision for a store that cannot be late was ~1% of a decision's CPU.
-      const sync = syncCounters(deps.counters);
-      // Only an Idempotency-Key's id can be counted again (a retry); a fresh one cannot.
-      const countOpts = { record: !dryRun, repeatable: opts.idempotencyKey !== undefined };
-      try {
-        counts = sync
-          ? sync.countSync(id, nowMs, requests, countOpts)
-          : await withTimeout(
-              deps.counters.count(id, nowMs, requests, countOpts),
-              deadline - deps.now(),
-            );
-      } catch {
-        counts = 'unavailable';
-        counterFailed = true;
-      }
+  // Counted on every field some ACTIVE ruleset counts, not only this context's, and whether or
+  // not this context has a ruleset (CONTRACT §2: a velocity counts the decisions that carried
+  // the value). No countable value: nothing to count, and nothing is unavailable.
+  const requests = deps.rulesets.counterRequests(ctx);
+  let counts: Counts | 'unavailable' = NO_COUNTS;
+  if (requests.length > 0) {
+    // A timer per decision for a store that cannot be late was ~1% of a decision's CPU.
+    const sync = syncCounters(deps.counters);
+    // Only an Idempotency-Key's id can be counted again (a retry); a fresh one cannot.
+    const countOpts = { record: !dryRun, repeatable: opts.idempotencyKey !== undefined };
+    try {
+      counts = sync
+        ? sync.countSync(id, nowMs, requests, countOpts)
+        : await withTimeout(
+            deps.counters.count(id, nowMs, requests, countOpts),
+            deadline - deps.now(),
+          );
+    } catch {
+      counts = 'unavailable';
+      counterFailed = true;
     }
+  }
+  if (active) {
     const te = deps.clock();
     const evaluated = evaluate(active.compiled, ctx, {
       counts,
@@ -185,8 +206,10 @@ export async function decide(
   }
 
   const decision: DecisionOutcome = result?.decision ?? 'ALLOW';
-  const risky = RISKY.has(decision);
-  const workflowId = risky && !dryRun ? caseWorkflowId(session, id) : null;
+  // A risky decision opens (or joins) its session's case; so does one with async rules left
+  // pending beside it (shadow ones, or beside a synchronous BLOCK): they run in that case.
+  const handOff = RISKY.has(decision) || (result !== undefined && result.pending.length > 0);
+  const workflowId = handOff && !dryRun ? caseWorkflowId(session, id) : null;
   const response: DecisionResponse = {
     id,
     decision,
@@ -196,7 +219,9 @@ export async function decide(
     rules: result?.rules ?? [],
     backend_results: result?.backend_results ?? [],
     has_errors: result?.has_errors ?? false,
-    degraded: result?.degraded ?? [],
+    degraded: opts.degraded
+      ? [...(result?.degraded ?? []), ...opts.degraded]
+      : (result?.degraded ?? []),
     evaluation_type: result?.evaluation_type ?? 'RULE_ENGINE',
     workflow_id: workflowId,
     elapsed_ms: 0,
@@ -222,6 +247,8 @@ export async function decide(
         occurred_at: occurredAt,
         context_data: contextData,
         ...(result?.pending?.length ? { pending: result.pending } : {}),
+        // What the synchronous rules decided, for the async rules' workflow to settle against.
+        ...(decision === 'PROVISIONAL' ? { sync_decision: syncDecision(response.rules) } : {}),
       };
       if (deps.outbox.enqueueWithRecord) {
         // One transaction; a failure fails the answer (nothing acknowledged, nothing recorded).

@@ -53,6 +53,8 @@ export interface HandoffItem {
   /** The decision context without metadata: what playbook steps and conditions read. */
   context_data: Record<string, unknown>;
   pending?: unknown[];
+  /** PROVISIONAL only: what the synchronous rules decided, for the async rules to settle on. */
+  sync_decision?: 'ALLOW' | 'REVIEW';
 }
 
 export interface OutboxPort {

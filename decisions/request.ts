@@ -25,6 +25,26 @@ const RE = {
   ipv4: z.regexes.ipv4,
 } as const;
 
+/**
+ * A value that could be a card number: 12 to 19 digits passing the Luhn check. Format-preserving
+ * tokens are made to fail Luhn precisely so they are never taken for a card, so they pass.
+ */
+export function looksLikePan(v: string): boolean {
+  if (!RE.pan.test(v)) return false;
+  let sum = 0;
+  for (let i = v.length - 1, odd = false; i >= 0; i--, odd = !odd) {
+    let d = v.charCodeAt(i) - 48;
+    if (odd) {
+      d *= 2;
+      if (d > 9) d -= 9;
+    }
+    sum += d;
+  }
+  return sum % 10 === 0;
+}
+const PAN_AS_FINGERPRINT =
+  'looks like a card number: send it as credential {"type": "pan"} (allowed at VIGIL_PCI_LEVEL SAQ_D or ROC), or send a token';
+
 const str = z.string().max(LIMITS.string);
 const contextName = z.string().regex(RE.context, 'lowercase letters, digits, - and _ (at most 64)');
 
@@ -75,6 +95,8 @@ export const DecisionRequest = z
     credential_fingerprint: z
       .string()
       .regex(RE.fingerprint, 'a token of at most 128 url-safe characters')
+      // Taken as is and stored: a raw card number here would bypass VIGIL_PCI_LEVEL.
+      .refine((v) => !looksLikePan(v), PAN_AS_FINGERPRINT)
       .optional(),
     customer: Customer.optional(),
     device: Device.optional(),
@@ -185,7 +207,7 @@ export function plainValid(r: unknown): r is Obj {
         if (!credentialOk(v)) return false;
         break;
       case 'credential_fingerprint':
-        if (!matches(v, RE.fingerprint)) return false;
+        if (!matches(v, RE.fingerprint) || looksLikePan(v as string)) return false;
         break;
       case 'customer':
         if (!isObject(v) || !optString(v.id, LIMITS.string) || !optString(v.email, LIMITS.string))
@@ -243,14 +265,73 @@ export function parseDecisionRequest(
     : { success: false, error: parsed.error };
 }
 
+/** A zod issue's path as the API names fields: `credential.bin`, `items[3].sku`. */
+function pathName(path: readonly PropertyKey[]): string {
+  return path.reduce<string>(
+    (acc, seg) =>
+      typeof seg === 'number' ? `${acc}[${seg}]` : acc ? `${acc}.${String(seg)}` : String(seg),
+    '',
+  );
+}
+
 /** zod issues → `{path: 'credential.bin', message}` with `[i]` for array indexes. */
 export function issuesOf(err: z.ZodError): { path: string; message: string }[] {
-  return err.issues.map((i) => ({
-    path: i.path.reduce<string>(
-      (acc, seg) =>
-        typeof seg === 'number' ? `${acc}[${seg}]` : acc ? `${acc}.${String(seg)}` : String(seg),
-      '',
-    ),
-    message: i.message,
-  }));
+  return err.issues.map((i) => ({ path: pathName(i.path), message: i.message }));
+}
+
+/** Rounds of dropping before an extracted context is given up on. */
+const DROP_ROUNDS = 3;
+
+function dropAt(root: Obj, path: readonly PropertyKey[], whole: boolean): boolean {
+  // After the first round a value that still fails goes with its whole section: a credential
+  // missing its `type` after one drop would otherwise fail at the same place forever.
+  const at = whole ? path.slice(0, 1) : path;
+  if (at.length === 0) return false;
+  let parent: unknown = root;
+  for (const seg of at.slice(0, -1)) {
+    if (typeof parent !== 'object' || parent === null) return true;
+    parent = (parent as Record<PropertyKey, unknown>)[seg];
+  }
+  const last = at[at.length - 1]!;
+  if (Array.isArray(parent) && typeof last === 'number') parent[last] = DROPPED;
+  else if (typeof parent === 'object' && parent !== null)
+    delete (parent as Record<PropertyKey, unknown>)[last];
+  return true;
+}
+const DROPPED = Symbol('dropped');
+function compact(v: unknown): void {
+  if (Array.isArray(v)) {
+    for (let i = v.length - 1; i >= 0; i--) if (v[i] === DROPPED) v.splice(i, 1);
+    for (const x of v) compact(x);
+  } else if (isObject(v)) for (const k in v) compact(v[k]);
+}
+
+/**
+ * A decision context built from what a client sent (the inline proxy's and /api/authz's
+ * extractors), as the decision API would take it. Unlike an API caller, the client is not the
+ * one asking for a decision, and a request refused for one bad value would have no decision at
+ * all: an amount of -1, a 3 KB User-Agent or a card number as a token would turn every BLOCK
+ * rule off for that request (fail open). So the values the schema refuses are left out, as an
+ * extractor leaves out a value that does not coerce, and the rest is decided; `dropped` names
+ * them (the context is the proxy's own, built for this request: it is changed in place).
+ * Undefined only for a context no dropping can make valid.
+ */
+export function parseExtractedContext(
+  input: Obj,
+): { data: DecisionRequest; dropped: string[] } | undefined {
+  let parsed = parseDecisionRequest(input);
+  const dropped: string[] = [];
+  for (let round = 0; !parsed.success; round++) {
+    if (round === DROP_ROUNDS) return undefined;
+    const paths = new Set<string>();
+    for (const issue of parsed.error.issues) {
+      // The section of an issue is never `context`: the route's own name, checked at load.
+      if (!dropAt(input, issue.path, round > 0)) return undefined;
+      paths.add(pathName(round > 0 ? issue.path.slice(0, 1) : issue.path));
+    }
+    compact(input);
+    for (const p of paths) if (!dropped.includes(p)) dropped.push(p);
+    parsed = parseDecisionRequest(input);
+  }
+  return { data: parsed.data, dropped };
 }

@@ -1,7 +1,11 @@
 // Builds the API server (never listens: server.ts and the CLI do). Routes are plugins that get
 // their dependencies passed in; the app itself knows only errors, auth, health and metrics.
 import swagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, {
+  type FastifyInstance,
+  type FastifyReply,
+  type FastifyServerOptions,
+} from 'fastify';
 import {
   hasZodFastifySchemaValidationErrors,
   isResponseSerializationError,
@@ -12,7 +16,7 @@ import {
 } from 'fastify-type-provider-zod';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { TokenVerifier } from './auth.ts';
-import { statusOf } from './errors.ts';
+import { STATUS_BY_CODE, statusOf } from './errors.ts';
 import type { ApiMetrics } from './metrics.ts';
 
 /** Server limits: fastify's defaults leave requestTimeout and connectionTimeout at 0 (none). */
@@ -66,6 +70,17 @@ async function runCheck(c: HealthCheck) {
   }
 }
 
+const CLIENT_ERROR_MESSAGES: Record<string, string> = {
+  bad_request: 'the request could not be parsed as HTTP/1.1',
+  headers_too_large: 'the request headers are too large',
+  request_timeout: 'the request was not received in time',
+};
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request',
+  408: 'Request Timeout',
+  431: 'Request Header Fields Too Large',
+};
+
 export async function buildApp(opts: AppOptions): Promise<App> {
   const app = Fastify({
     logger: opts.logger ?? false,
@@ -75,6 +90,36 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     keepAliveTimeout: API_LIMITS.keepAliveTimeoutMs,
     routerOptions: { maxParamLength: 200 },
     http: { maxHeaderSize: API_LIMITS.maxHeaderSize },
+    // The router's own refusals (a path parameter over maxParamLength, a malformed URL) answer
+    // before any route: in the API's error shape, not fastify's `{statusCode, code}`.
+    frameworkErrors: (err, _req, reply) => {
+      const code =
+        (err as { code?: string }).code === 'FST_ERR_MAX_PARAM_LENGTH'
+          ? 'uri_too_long'
+          : 'bad_request';
+      opts.metrics.httpErrors.inc({ code });
+      void (reply as unknown as FastifyReply)
+        .code(STATUS_BY_CODE[code]!)
+        .send({ error: code, message: err.message });
+    },
+    // Requests Node's parser refuses (bad framing, headers too large, too slow): written on
+    // the socket, since there is no request to answer; JSON all the same.
+    clientErrorHandler: (err, socket) => {
+      if (!socket.writable) return socket.destroy();
+      const c = (err as { code?: string }).code;
+      const code =
+        c === 'HPE_HEADER_OVERFLOW'
+          ? 'headers_too_large'
+          : c === 'ERR_HTTP_REQUEST_TIMEOUT'
+            ? 'request_timeout'
+            : 'bad_request';
+      const status = STATUS_BY_CODE[code]!;
+      const body = JSON.stringify({ error: code, message: CLIENT_ERROR_MESSAGES[code] });
+      socket.end(
+        `HTTP/1.1 ${status} ${STATUS_TEXT[status]}\r\ncontent-type: application/json\r\n` +
+          `content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    },
   }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);

@@ -181,6 +181,7 @@ export async function authzRoutes(app: FastifyInstance, opts: AuthzOptions): Pro
         ip,
         elapsed_ms: Math.round((performance.now() - t0) * 1000) / 1000,
         session: built.session,
+        ...(d?.dropped ? { dropped: d.dropped } : {}),
       });
     } catch {
       // The event sink is best effort; the answer does not wait on it or fail with it.

@@ -103,6 +103,8 @@ export interface CompiledRuleset {
   readonly backendRefs: readonly BackendRef[];
   /** The countable fields some velocity term counts on (canonical paths). */
   readonly countedFields: readonly string[];
+  /** The same, with the windows and distinct paths asked on each (mergeCounting's input). */
+  readonly counted: readonly CountedField[];
   /**
    * What to ask the counter store for this decision, in one round trip: every counted field that
    * has a value in `ctx`, with every window and distinct path any rule (disabled and shadow ones
@@ -110,6 +112,80 @@ export interface CompiledRuleset {
    * later fires, so a rule enabled in the next version finds the history already there.
    */
   counterRequests(ctx: unknown): CounterRequest[];
+}
+
+/** A counted field: its accessor, the windows asked on it, and its distinct counts. */
+export interface CountedField {
+  readonly key: string;
+  readonly one: (ctx: unknown) => unknown;
+  readonly windows: readonly number[];
+  readonly distinct: readonly {
+    readonly key: string;
+    readonly one: (ctx: unknown) => unknown;
+    readonly windows: readonly number[];
+  }[];
+}
+
+function requestsOf(counted: readonly CountedField[], ctx: unknown): CounterRequest[] {
+  const out: CounterRequest[] = [];
+  for (const f of counted) {
+    const value = scalarKey(f.one(ctx));
+    if (value === undefined) continue;
+    out.push({
+      field: f.key,
+      value,
+      windowsMs: f.windows,
+      distinct: f.distinct.map((d) => ({
+        path: d.key,
+        value: scalarKey(d.one(ctx)),
+        windowsMs: d.windows,
+      })),
+    });
+  }
+  return out;
+}
+
+const unionOf = (a: readonly number[], b: readonly number[]) =>
+  Object.freeze([...new Set([...a, ...b])].sort((x, y) => x - y));
+
+/**
+ * What every decision records, whatever its context: the union of the counted fields of the
+ * given rulesets (the ACTIVE ones), with every window and distinct path any of them asks. A
+ * velocity term counts the decisions that carried the value (CONTRACT §2), not only those of
+ * contexts whose ruleset counts it: a login counts toward the checkout's card velocity.
+ */
+export function mergeCounting(
+  rulesets: readonly Pick<CompiledRuleset, 'counted'>[],
+): (ctx: unknown) => CounterRequest[] {
+  const counting = rulesets.filter((r) => r.counted.length > 0);
+  if (counting.length === 0) return () => [];
+  if (counting.length === 1) {
+    const only = counting[0]!.counted;
+    return (ctx) => requestsOf(only, ctx);
+  }
+  const byKey = new Map<string, CountedField>();
+  for (const r of counting) {
+    for (const f of r.counted) {
+      const had = byKey.get(f.key);
+      if (!had) {
+        byKey.set(f.key, f);
+        continue;
+      }
+      const distinct = new Map(had.distinct.map((d) => [d.key, d]));
+      for (const d of f.distinct) {
+        const dh = distinct.get(d.key);
+        distinct.set(d.key, dh ? { ...dh, windows: unionOf(dh.windows, d.windows) } : d);
+      }
+      byKey.set(f.key, {
+        key: f.key,
+        one: had.one,
+        windows: unionOf(had.windows, f.windows),
+        distinct: [...distinct.values()],
+      });
+    }
+  }
+  const merged = [...byKey.values()];
+  return (ctx) => requestsOf(merged, ctx);
 }
 
 export class InvalidRulesetError extends Error {
@@ -418,7 +494,7 @@ export function compileRuleset(input: unknown): CompiledRuleset {
 
   // Frozen: handed to the counter stores with every decision, not copied (readonly in the port).
   const sorted = (s: Set<number>) => Object.freeze([...s].sort((a, b) => a - b));
-  const counted = [...fields.values()].map((f) => ({
+  const counted: CountedField[] = [...fields.values()].map((f) => ({
     key: f.path.path,
     one: f.path.one,
     windows: sorted(f.windows),
@@ -437,24 +513,8 @@ export function compileRuleset(input: unknown): CompiledRuleset {
     hasBackends,
     backendRefs,
     countedFields: counted.map((f) => f.key),
-    counterRequests(ctx) {
-      const out: CounterRequest[] = [];
-      for (const f of counted) {
-        const value = scalarKey(f.one(ctx));
-        if (value === undefined) continue;
-        out.push({
-          field: f.key,
-          value,
-          windowsMs: f.windows,
-          distinct: f.distinct.map((d) => ({
-            path: d.key,
-            value: scalarKey(d.one(ctx)),
-            windowsMs: d.windows,
-          })),
-        });
-      }
-      return out;
-    },
+    counted,
+    counterRequests: (ctx) => requestsOf(counted, ctx),
   };
 }
 

@@ -21,7 +21,10 @@ export type DegradedReason =
   | 'backend_timeout'
   | 'backend_error'
   | 'backend_circuit_open'
-  | 'deadline_exceeded';
+  | 'deadline_exceeded'
+  // Set by the proxy's decide, not the engine: values of the client's request were invalid
+  // and left out of the context (decisions/extracted.ts).
+  | 'context_values_dropped';
 
 export interface RuleTrace {
   rule_id: string;

@@ -340,7 +340,16 @@ function recordOf<R>(row: DecisionRow): R {
         resolved_at: row.resolved_at,
       };
     }
-    if (row.final_outcome !== null) response.final_decision = row.final_outcome;
+    if (row.final_outcome !== null) {
+      response.final_decision = row.final_outcome;
+      // The async rules' settled traces (cli/worker-role.ts) replace the pending ones; the
+      // answered `decision` (PROVISIONAL) stays what the client was told.
+      const d = row.final_detail as Record<string, unknown> | null;
+      if (d && typeof d === 'object') {
+        for (const k of ['rules', 'backend_results', 'has_errors', 'degraded'] as const)
+          if (k in d) response[k] = d[k];
+      }
+    }
     return { ...record, response } as R;
   }
   return record as R;

@@ -58,6 +58,8 @@ const DEFAULT_EVENTS_PER_RUN = 500;
 const MAX_EVENTS_KEPT = 50;
 /** Patch id: playbooks are loaded by a local activity (2026-12-05); before, by an activity. */
 const PLAYBOOKS_IN_FIRST_TASK = 'playbooks-in-first-task';
+/** Patch id: async rules beside a decision that did not wait for them run too (2026-12-05). */
+const ASYNC_BESIDE_DECISION = 'async-beside-decision';
 
 export async function caseWorkflow(input: CaseInput = {}): Promise<CaseResult> {
   const workflowId = workflowInfo().workflowId;
@@ -416,6 +418,8 @@ export async function caseWorkflow(input: CaseInput = {}): Promise<CaseResult> {
       rules: res.rules.map(({ response: _r, ...r }) => r),
     };
     rec.finished_at = new Date().toISOString();
+    // Only a PROVISIONAL decision waits for these answers to reach the playbooks.
+    if (d.decision !== 'PROVISIONAL') return;
     if (res.final_decision === 'REVIEW' || res.final_decision === 'BLOCK') {
       // The final outcome reaches the playbooks exactly like a synchronous REVIEW/BLOCK.
       const final: DecisionSignal = { ...d, decision: res.final_decision, final: true };
@@ -477,6 +481,11 @@ export async function caseWorkflow(input: CaseInput = {}): Promise<CaseResult> {
     if (d.decision === 'PROVISIONAL') {
       if (d.pending?.length) spawn(() => runAsyncRules(d));
       return;
+    }
+    // Async rules the decision did not wait for (beside a synchronous BLOCK, or shadow ones)
+    // still run and are reported; the outcome they settle to is the decision's own.
+    if (d.pending?.length && !d.final && patched(ASYNC_BESIDE_DECISION)) {
+      spawn(() => runAsyncRules(d));
     }
     if (d.decision !== 'REVIEW' && d.decision !== 'BLOCK') return;
     for (const pb of state.playbooks ?? []) {

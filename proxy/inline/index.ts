@@ -17,7 +17,7 @@ export {
   type Limits,
   type RoutesFileInput,
 } from './config.ts';
-export type { ReloadResult } from './source.ts';
+export { openConfigSource, type ConfigSource, type ReloadResult } from './source.ts';
 export { parseTrustedProxies, clientAddress, type TrustedProxies } from './client-ip.ts';
 export { proxyMetrics, type ProxyMetrics } from './metrics.ts';
 export type {
@@ -28,3 +28,4 @@ export type {
   RequestEvent,
   OnRequestEvent,
 } from './types.ts';
+export { stderrLogger } from './types.ts';

@@ -359,6 +359,7 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
         ip: facts.clientIp,
         elapsed_ms: Math.round((performance.now() - t0) * 1000) / 1000,
         session,
+        ...(d?.dropped ? { dropped: d.dropped } : {}),
       });
     const send = (
       body: Buffer | null,

@@ -7,6 +7,8 @@ export type { DecisionOutcome };
 export interface ProxyDecision {
   id: string;
   decision: DecisionOutcome;
+  /** Context paths left out as invalid before deciding (decisions/extracted.ts). */
+  dropped?: string[] | undefined;
 }
 
 export type DecisionSource = 'proxy' | 'authz';
@@ -38,6 +40,8 @@ export interface RequestEvent {
   ip: string;
   elapsed_ms: number;
   session: string | null;
+  /** Context paths left out as invalid before deciding; empty when none. */
+  dropped?: readonly string[] | undefined;
 }
 
 export type OnRequestEvent = (e: RequestEvent) => void;

@@ -14,9 +14,9 @@ import { performance } from 'node:perf_hooks';
 import { Registry } from 'prom-client';
 import type { Config } from '../../config/config.ts';
 import { ActiveRulesets } from '../../decisions/active-rulesets.ts';
-import { decide, type DecideDeps } from '../../decisions/decide.ts';
+import type { DecideDeps } from '../../decisions/decide.ts';
 import type { DecisionRecord } from '../../decisions/ports.ts';
-import { parseDecisionRequest } from '../../decisions/request.ts';
+import { decideExtracted, type ExtractedInput } from '../../decisions/extracted.ts';
 import { createIntegrations } from '../../integrations/index.ts';
 import { parseRuleset, type RulesetDocument } from '../../rulesets/schema.ts';
 import type { CounterStore } from '../../rulesets/ports.ts';
@@ -212,13 +212,7 @@ export async function startProxyWorker(
       config: init.routes,
       trustedProxies: config.trustedProxies,
       registry,
-      decide: async (input) => {
-        const parsed = parseDecisionRequest({ ...input.body, context: input.context });
-        if (!parsed.success)
-          throw new Error('the extracted context is not a valid decision request');
-        const r = await decide(deps, parsed.data, { source: input.source });
-        return { id: r.id, decision: r.decision };
-      },
+      decide: (input: ExtractedInput) => decideExtracted(deps, input),
       onRequestEvent: (e) => events.publish('vigil.requests', requestKey(e), () => requestEvent(e)),
     });
     closers.push(() => proxy.close(2_000));

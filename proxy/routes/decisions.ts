@@ -48,7 +48,8 @@ export function decisionRoutes(deps: DecisionRouteDeps) {
       },
       async (req) => {
         // Parsed here rather than by the route schema so issue paths read `credential.bin`.
-        const parsed = parseDecisionRequest(req.body ?? {});
+        // No body at all is the empty context; a JSON `null` is not a context (400, as `[]` is).
+        const parsed = parseDecisionRequest(req.body === undefined ? {} : req.body);
         if (!parsed.success) {
           const issues = issuesOf(parsed.error);
           throw new ApiError(

@@ -117,6 +117,8 @@ export const RequestEventSchema = z.object({
   ip: z.string().nullable(),
   session: z.string().nullable(),
   elapsed_ms: z.number(),
+  /** Paths of the decision context left out as invalid (e.g. a negative amount). */
+  dropped: z.array(z.string()),
   occurred_at: IsoTime,
   truncated: Truncated,
 });
@@ -219,6 +221,7 @@ export interface RequestEventInput {
   ip: string | null;
   elapsed_ms: number;
   session: string | null;
+  dropped?: readonly string[] | undefined;
   occurred_at?: string;
 }
 
@@ -672,6 +675,9 @@ export function requestEvent(e: RequestEventInput, opts: BuildOptions = {}): Req
     ip: nullableStr(x.ip, '$.ip', b),
     session: nullableStr(x.session, '$.session', b),
     elapsed_ms: num(x.elapsed_ms, '$.elapsed_ms', b),
+    dropped: Array.isArray(x.dropped)
+      ? x.dropped.slice(0, 32).map((p, i) => str(p, `$.dropped[${i}]`, b))
+      : [],
     occurred_at: isoTime(x.occurred_at, '$.occurred_at', b, now),
   };
   return finish(event, b, redactor);

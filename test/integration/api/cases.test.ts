@@ -248,6 +248,28 @@ describe('a case opened by a REVIEW decision', () => {
     expect(await listIds('?status=resolved')).not.toContain(workflowId);
   });
 
+  it('receives a lifecycle event of its decision as a signal (POST /api/events)', async () => {
+    const r = await call('POST', '/api/events', {
+      type: 'refund',
+      decision_id: first.id,
+      occurred_at: '2026-12-05T10:00:00Z',
+      data: { amount: 1500 },
+    });
+    expect(r.status).toBe(201);
+    expect(r.body.workflow_signalled).toBe(true);
+    const c = await caseWhere(
+      workflowId,
+      (v) => Array.isArray(v.events) && v.events.length === 1,
+      'the case to hold the refund',
+    );
+    expect(c.events[0]).toMatchObject({
+      id: r.body.id,
+      type: 'refund',
+      decision_id: first.id,
+      data: { amount: 1500 },
+    });
+  });
+
   it('takes the session’s later risky decisions; a new playbook version applies to later cases only', async () => {
     const v2 = await call('PUT', '/api/admin/playbooks/review', PLAYBOOK);
     expect(v2.body.version).toBe(2);

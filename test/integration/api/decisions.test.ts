@@ -1,3 +1,4 @@
+import net from 'node:net';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -224,6 +225,77 @@ describe('decisions API (embedded store)', () => {
     expect(r.status).toBe(400);
     expect(r.body.error).toBe('pan_not_allowed');
     expect(JSON.stringify(r.body)).not.toContain('4111111111111111');
+  });
+
+  it('counts a decision of every context toward a velocity on its value', async () => {
+    // `login-x` has no ruleset (nothing counts there itself): its decisions still carried the
+    // card, so checkout's card-testing rule (gt 3) sees them (CONTRACT §2).
+    const c = card('0005');
+    for (let i = 0; i < 3; i++) {
+      const r = await json('POST', '/api/decisions', { context: 'login-x', credential: c });
+      expect(r.body).toMatchObject({ decision: 'ALLOW', rules: [] });
+    }
+    const r = await json('POST', '/api/decisions', {
+      context: 'checkout',
+      transaction: { amount: 100 },
+      credential: c,
+    });
+    expect(r.body.decision).toBe('BLOCK');
+    expect(r.body.rules).toContainEqual({
+      rule_id: 'card-testing',
+      result: 'matched',
+      action: 'BLOCK',
+    });
+  });
+
+  it('refuses a card number sent as credential_fingerprint, and a JSON null body', async () => {
+    const pan = await json('POST', '/api/decisions', {
+      credential_fingerprint: '4111111111111111',
+    });
+    expect(pan.status).toBe(400);
+    expect(pan.body.issues.map((i: any) => i.path)).toEqual(['credential_fingerprint']);
+    // A format-preserving token (Luhn-invalid on purpose) is a token.
+    const tok = await json('POST', '/api/decisions', {
+      credential_fingerprint: '4111111111111112',
+    });
+    expect(tok.status).toBe(200);
+    const res = await rt.app.inject({
+      method: 'POST',
+      url: '/api/decisions',
+      headers: { ...auth(), 'content-type': 'application/json' },
+      payload: 'null',
+    });
+    expect(res.statusCode).toBe(400);
+    expect(JSON.parse(res.body).error).toBe('invalid_request');
+  });
+
+  it('answers the router’s own refusals in the API’s error shape', async () => {
+    const res = await rt.app.inject({
+      method: 'GET',
+      url: `/api/decisions/dec_${'a'.repeat(3000)}`,
+      headers: auth(),
+    });
+    expect(res.statusCode).toBe(414);
+    expect(JSON.parse(res.body)).toEqual({ error: 'uri_too_long', message: expect.any(String) });
+  });
+
+  it('answers a request Node’s parser refuses with JSON too', async () => {
+    const { port } = new URL(base);
+    const raw = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(Number(port), '127.0.0.1');
+      let out = '';
+      sock.on('data', (b) => (out += b.toString()));
+      sock.on('end', () => resolve(out));
+      sock.on('error', reject);
+      sock.write(
+        'POST /api/decisions HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}',
+      );
+    });
+    expect(raw).toMatch(/^HTTP\/1\.1 400 /);
+    expect(raw).toMatch(/content-type: application\/json/i);
+    expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toMatchObject({
+      error: 'bad_request',
+    });
   });
 
   it('refuses a 10 MB body with 413', async () => {

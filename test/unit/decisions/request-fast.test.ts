@@ -68,7 +68,17 @@ const CHOICES: Record<string, unknown[]> = {
     [],
     null,
   ],
-  credential_fingerprint: ['crd_abc', 'a:b.c-d_e', long(128), '', long(129), 'has space', 3],
+  credential_fingerprint: [
+    'crd_abc',
+    '4111111111111111',
+    '4111111111111112',
+    'a:b.c-d_e',
+    long(128),
+    '',
+    long(129),
+    'has space',
+    3,
+  ],
   customer: [
     { id: 'cus_1', email: 'a@example.com' },
     { id: 'cus_2', tier: 'gold' },

@@ -510,9 +510,16 @@ describe('vigil.request/1 and vigil.action/1', () => {
       ip: '203.0.113.7',
       session: 'sess_1',
       elapsed_ms: 1.5,
+      dropped: [],
       occurred_at: '1970-01-01T00:00:00.000Z',
     });
     expect(RequestEventSchema.parse(e)).toEqual(e);
+    // The context paths the proxy left out as invalid ride along.
+    const d = requestEvent(
+      { ...input, dropped: ['transaction.amount', 'device.user_agent'] },
+      { now: () => 0, eventId: () => 'e' },
+    );
+    expect(d.dropped).toEqual(['transaction.amount', 'device.user_agent']);
     expect(requestKey(input)).toBe('sess_1');
     expect(requestKey({ ...input, session: null })).toBe('dec_1');
     const bad = requestEvent({ status: 'x', path: 5, mode: 'sideways', decision: 'NO' } as any);

@@ -1,0 +1,38 @@
+// The decision behind the inline proxy and /api/authz: the context comes from what a client
+// sent, through the route's extractors, not from a caller of the decision API. Values the
+// decision request refuses are left out (decisions/request.ts parseExtractedContext) and the
+// rest is decided, so one bad value cannot turn the rules off for its request; the decision
+// lists `context_values_dropped` in `degraded`, and the caller learns which paths went.
+import { decide, type DecideDeps } from './decide.ts';
+import type { DecisionOutcome } from '../rulesets/ports.ts';
+import { parseExtractedContext } from './request.ts';
+
+export interface ExtractedInput {
+  context: string;
+  body: Record<string, unknown>;
+  source: string;
+}
+
+export interface ExtractedDecision {
+  id: string;
+  decision: DecisionOutcome;
+  /** Paths of the context left out as invalid (`transaction.amount`); absent when none. */
+  dropped?: string[];
+}
+
+export async function decideExtracted(
+  deps: DecideDeps,
+  input: ExtractedInput,
+): Promise<ExtractedDecision> {
+  const parsed = parseExtractedContext({ ...input.body, context: input.context });
+  if (!parsed) throw new Error('the extracted context is not a valid decision request');
+  if (parsed.dropped.length === 0) {
+    const r = await decide(deps, parsed.data, { source: input.source });
+    return { id: r.id, decision: r.decision };
+  }
+  const r = await decide(deps, parsed.data, {
+    source: input.source,
+    degraded: ['context_values_dropped'],
+  });
+  return { id: r.id, decision: r.decision, dropped: parsed.dropped };
+}

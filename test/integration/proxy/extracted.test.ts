@@ -1,0 +1,225 @@
+// The proxy's and /api/authz's decisions in the real processes (`vigil api` and `vigil proxy`
+// on one data dir), against a real origin:
+// - a client value the decision API refuses (a negative amount, a 3 KB User-Agent, a card
+//   number as a token) is left out and the rest decided: before, the whole context was refused
+//   and the request forwarded without a decision, so any client could switch BLOCK rules off;
+// - `vigil api` reads VIGIL_CONFIG for /api/authz: the route's query extractors and session
+//   apply, and every check publishes a vigil.requests event.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { request } from 'undici';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { eventually, freePort, startOrigin, type Origin } from './helpers.ts';
+
+const root = path.resolve(import.meta.dirname, '../../..');
+const TOKEN = 'vigil_test_admin_token_extracted_0123456789';
+let origin: Origin;
+let dir: string;
+let apiUrl: string;
+let proxyUrl: string;
+const children: ChildProcess[] = [];
+
+function vigil(role: 'api' | 'proxy', env: Record<string, string>): void {
+  const base = { ...process.env };
+  for (const k of ['REDIS_URL', 'DATABASE_URL', 'KAFKA_BROKERS', 'TEMPORAL_ADDRESS'])
+    delete base[k];
+  children.push(
+    spawn(process.execPath, ['--no-warnings', path.join(root, 'cli/main.ts'), role], {
+      env: {
+        ...base,
+        VIGIL_DATA_DIR: dir,
+        VIGIL_ADMIN_TOKEN: TOKEN,
+        VIGIL_DEMO: '0',
+        VIGIL_CONFIG: path.join(dir, 'routes.json'),
+        VIGIL_PROXY_WORKERS: '1',
+        ...env,
+      },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    }),
+  );
+}
+
+async function api(method: 'GET' | 'POST', url: string, body?: unknown, headers = {}) {
+  const r = await request(`${apiUrl}${url}`, {
+    method,
+    headers: {
+      authorization: `Bearer ${TOKEN}`,
+      ...(body ? { 'content-type': 'application/json' } : {}),
+      ...headers,
+    },
+    ...(body ? { body: JSON.stringify(body) } : {}),
+  });
+  const text = await r.body.text();
+  return { status: r.statusCode, headers: r.headers, body: text ? JSON.parse(text) : {} };
+}
+
+async function ready(url: string): Promise<void> {
+  const end = Date.now() + 60_000;
+  while (Date.now() < end) {
+    try {
+      const r = await request(`${url}/readyz`);
+      await r.body.dump();
+      if (r.statusCode === 200) return;
+    } catch {
+      // not up yet
+    }
+    await sleep(100);
+  }
+  throw new Error(`${url} never ready`);
+}
+
+function events(): Record<string, any>[] {
+  const d = path.join(dir, 'events');
+  // Made by the event file's first write.
+  if (!existsSync(d)) return [];
+  return readdirSync(d)
+    .filter((f) => f.endsWith('.ndjson'))
+    .flatMap((f) => readFileSync(path.join(d, f), 'utf8').split('\n'))
+    .filter(Boolean)
+    .map((l) => JSON.parse(l).value ?? JSON.parse(l));
+}
+
+beforeAll(async () => {
+  origin = await startOrigin();
+  dir = mkdtempSync(path.join(tmpdir(), 'vigil-extracted-'));
+  writeFileSync(
+    path.join(dir, 'routes.json'),
+    JSON.stringify({
+      mode: 'active',
+      origins: { shop: origin.url },
+      session: { cookie: 'sid' },
+      routes: [
+        {
+          match: { method: 'POST', path: '/checkout/*' },
+          origin: 'shop',
+          context: 'checkout',
+          extract: {
+            '$.transaction.amount': { from: 'body', field: 'amount', type: 'integer' },
+            '$.credential_fingerprint': { from: 'body', field: 'card_token' },
+            '$.customer.email': { from: 'body', field: 'email' },
+          },
+        },
+        {
+          match: { path: '/q/*' },
+          origin: 'shop',
+          context: 'login',
+          extract: { '$.customer.email': { from: 'query', field: 'email' } },
+        },
+        { match: { path: '/*' }, origin: 'shop' },
+      ],
+    }),
+  );
+  const apiPort = await freePort();
+  apiUrl = `http://127.0.0.1:${apiPort}`;
+  vigil('api', { API_PORT: String(apiPort) });
+  await ready(apiUrl);
+  for (const context of ['checkout', 'login']) {
+    const created = await api('POST', '/api/admin/rulesets', {
+      name: context,
+      context,
+      rules: [
+        {
+          id: 'bad-email',
+          type: 'condition',
+          action: 'BLOCK',
+          condition: { eq: { path: '$.customer.email', value: 'bad@example.com' } },
+        },
+      ],
+    });
+    expect(created.status).toBe(201);
+    expect((await api('POST', `/api/admin/rulesets/${created.body.id}/activate`)).status).toBe(200);
+  }
+  const proxyPort = await freePort();
+  proxyUrl = `http://127.0.0.1:${proxyPort}`;
+  vigil('proxy', { PORT: String(proxyPort), API_PORT: String(await freePort()) });
+  await eventually(async () => {
+    try {
+      const r = await request(`${proxyUrl}/hello`);
+      await r.body.dump();
+      return r.statusCode === 200;
+    } catch {
+      return false;
+    }
+  }, 60_000);
+}, 120_000);
+
+afterAll(async () => {
+  for (const c of children) {
+    if (c.exitCode !== null || c.signalCode !== null) continue;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    await exited;
+  }
+  await origin?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+describe('a client value the decision API refuses', () => {
+  it.each([
+    ['a negative amount', { amount: -1 }, {}, 'transaction.amount'],
+    ['a card number as token', { card_token: '4111111111111111' }, {}, 'credential_fingerprint'],
+    ['a 3 KB User-Agent', {}, { 'user-agent': 'u'.repeat(3000) }, 'device.user_agent'],
+  ])('(%s) is left out, and the BLOCK still blocks', async (_what, extra, headers, dropped) => {
+    const before = origin.seen.length;
+    const r = await request(`${proxyUrl}/checkout/cart`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', ...headers },
+      body: JSON.stringify({
+        amount: 100,
+        card_token: 'tok_1',
+        email: 'bad@example.com',
+        ...extra,
+      }),
+    });
+    const body = (await r.body.json()) as { error: string; decision_id: string };
+    expect(r.statusCode).toBe(403);
+    expect(body.error).toBe('blocked');
+    expect(origin.seen.length).toBe(before);
+    const d = await api('GET', `/api/decisions/${body.decision_id}`);
+    expect(d.body.decision).toBe('BLOCK');
+    expect(d.body.degraded).toContain('context_values_dropped');
+    expect(JSON.stringify(d.body)).not.toContain('4111111111111111');
+    await eventually(
+      () =>
+        events().some(
+          (e) =>
+            e.schema === 'vigil.request/1' &&
+            e.decision_id === body.decision_id &&
+            e.dropped.includes(dropped),
+        ),
+      10_000,
+    );
+  });
+});
+
+describe('/api/authz in `vigil api` with VIGIL_CONFIG', () => {
+  it('applies the route’s query extractor and session, and publishes the check', async () => {
+    const blocked = await api('GET', '/api/authz/login', undefined, {
+      'x-original-uri': '/q/x?email=bad@example.com',
+      'x-original-method': 'GET',
+      cookie: 'sid=sess-authz',
+    });
+    expect(blocked.status).toBe(403);
+    expect(blocked.headers['x-vigil-decision']).toBe('BLOCK');
+    const id = String(blocked.headers['x-vigil-decision-id']);
+    const ok = await api('GET', '/api/authz/login', undefined, {
+      'x-original-uri': '/q/x?email=good@example.com',
+      'x-original-method': 'GET',
+    });
+    expect(ok.status).toBe(200);
+    await eventually(
+      () =>
+        events().some(
+          (e) =>
+            e.schema === 'vigil.request/1' &&
+            e.decision_id === id &&
+            e.session === 'sess-authz' &&
+            e.path === '/q/x',
+        ),
+      10_000,
+    );
+  });
+});
