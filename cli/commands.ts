@@ -80,14 +80,23 @@ export async function runClientCommand(
     );
     if (!r) return 1;
     out(`${cmd} ${name} stored${r.version ? ` (version ${show(r.version)})` : ''}`);
+    // Accepted, but something it names is missing (an integration, a backend, a workflow).
+    for (const w of (r.warnings ?? []) as { path: string; message: string }[]) {
+      out(`  warning: ${w.path}: ${w.message}`);
+    }
     return 0;
   }
   if (cmd === 'simulate' && sub && arg) {
-    // vigil simulate RULESET_ID CONTEXTS.json   (a JSON array of decision contexts)
+    // vigil simulate RULESET_ID CONTEXTS.json   (a JSON array of decision contexts, or the
+    //                                             API's body: {"decisions": [...]})
     //   or    simulate RULESET_ID SINCE [UNTIL]  (ISO times: replay logged decisions)
-    const body = arg.endsWith('.json')
-      ? { decisions: readJsonFile(arg) }
-      : { since: arg, until: argv[3] ?? new Date().toISOString() };
+    const file = arg.endsWith('.json') ? readJsonFile(arg) : undefined;
+    const body =
+      file === undefined
+        ? { since: arg, until: argv[3] ?? new Date().toISOString() }
+        : Array.isArray(file)
+          ? { decisions: file }
+          : file;
     const r = await expectOk(
       client,
       'POST',

@@ -52,6 +52,7 @@ import { lazyTemporalClient } from '../proxy/temporal-client.ts';
 import { tokenRoutes } from '../proxy/routes/tokens.ts';
 import { integrationRoutes } from '../proxy/routes/integrations.ts';
 import { createIntegrations, type Integrations } from '../integrations/index.ts';
+import { compileRuleset } from '../rulesets/compile.ts';
 import { parseRuleset, type RulesetDocument } from '../rulesets/schema.ts';
 import { PlaybookSchema } from '../rulesets/playbook.ts';
 import { BlacklistIndex } from '../storage/blacklist-index.ts';
@@ -195,6 +196,8 @@ export async function buildRuntime(
      * extractors, session, mode and block body, as it does in the proxy (docs/proxy.md).
      */
     authzConfig?: (() => CompiledConfig | undefined) | undefined;
+    /** /readyz is not ready without Temporal (`vigil worker` alone). */
+    temporalRequired?: boolean | undefined;
   },
 ): Promise<Runtime> {
   // Closed last-in first-out (see close() below).
@@ -355,7 +358,8 @@ export async function buildRuntime(
     ...(opts.health ?? []),
     {
       name: 'temporal',
-      required: false,
+      // The API answers without it (handoffs wait in the outbox); a worker alone does nothing.
+      required: opts.temporalRequired === true,
       check: async () => {
         if (!opts.temporalAddress) return { state: 'disabled', detail: 'TEMPORAL_ADDRESS unset' };
         // Loaded here, not with this module: an API that never meets Temporal never loads it.
@@ -435,6 +439,26 @@ export async function buildRuntime(
       rulesetRoutes({
         repo: rulesetRepo,
         edition: config.edition,
+        // For /validate: a backend rule naming an integration or backend nobody registered
+        // would answer `unknown_backend` (its on_error) on every decision.
+        checkReferences: async (doc) => {
+          const issues: { path: string; message: string }[] = [];
+          for (const ref of compileRuleset(doc).backendRefs) {
+            const integration = (await integrations.get(ref.integration)) as
+              { backends?: { backend_id: string }[] } | undefined;
+            if (!integration)
+              issues.push({
+                path: `${ref.path}.integration`,
+                message: `no integration '${ref.integration}' is registered`,
+              });
+            else if (!integration.backends?.some((b) => b.backend_id === ref.backend_id))
+              issues.push({
+                path: `${ref.path}.backend_id`,
+                message: `integration '${ref.integration}' has no backend '${ref.backend_id}'`,
+              });
+          }
+          return issues;
+        },
         onActivated: () => active.refresh(),
         simulate: {
           active,
@@ -442,6 +466,8 @@ export async function buildRuntime(
           newCounterStore: () => new MemoryCounterStore(),
           listDecisions: (q) => decisionLog.list(q),
           now: Date.now,
+          secretKey,
+          pciLevel: config.pciLevel,
         },
       }),
       blacklistRoutes(blacklistRepo, () => blacklist.refresh()),
@@ -511,6 +537,8 @@ export async function buildRuntime(
         integrations: {
           get: async (slug) => (await store.getIntegration(slug))?.document as IntegrationRef,
         },
+        // Loaded on the first playbook that names a workflow: the API needs no workflow code.
+        userWorkflows: async () => Object.keys(await import('../workflows/user/index.ts')),
       }),
       caseRoutes({
         cases: temporal
@@ -732,6 +760,7 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   const rt = await buildRuntime(config, {
     serveApi: roles.api,
     temporalAddress,
+    temporalRequired: roles.worker && !roles.api && !roles.proxy,
     ...(authzSource ? { authzConfig: (): CompiledConfig => authzSource.current() } : {}),
     health: [
       ...(proxyWanted ? [workersHealth] : []),

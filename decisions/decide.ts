@@ -115,6 +115,13 @@ function syncDecision(rules: readonly RuleTrace[]): 'ALLOW' | 'REVIEW' {
   return review ? 'REVIEW' : 'ALLOW';
 }
 
+export class IdempotencyKeyReused extends Error {
+  readonly code = 'idempotency_key_reused';
+  constructor() {
+    super('this Idempotency-Key was used for a different request; use a new key for a new request');
+  }
+}
+
 export function caseWorkflowId(session: string | undefined | null, decisionId: string): string {
   return session ? `session-${session}` : `decision-${decisionId}`;
 }
@@ -138,11 +145,6 @@ export async function decide(
   const id = opts.idempotencyKey
     ? idFromKey('dec', opts.idempotencyKey, 'decision')
     : newId('dec', nowMs);
-  if (opts.idempotencyKey && !dryRun) {
-    const earlier = await deps.log.get(id);
-    if (earlier) return earlier.response;
-  }
-
   // The decision context: the request minus the raw credential, plus its fingerprint. Copied
   // key by key: an object rest pattern here was a slow runtime path on every decision.
   const ctx: Record<string, unknown> = {};
@@ -162,6 +164,16 @@ export async function decide(
   ctx.context = contextName;
   if (fingerprint) ctx.credential_fingerprint = fingerprint;
   const session = request.device?.session ?? null;
+
+  if (opts.idempotencyKey && !dryRun) {
+    const earlier = await deps.log.get(id);
+    if (earlier) {
+      // The same key on another request is a client bug, not a retry: answering the first
+      // decision would hand it to a request it was not made on.
+      if (JSON.stringify(earlier.context) !== JSON.stringify(ctx)) throw new IdempotencyKeyReused();
+      return earlier.response;
+    }
+  }
 
   const active = deps.rulesets.resolve(contextName);
   let result: EvalResult | undefined;

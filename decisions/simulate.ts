@@ -16,7 +16,9 @@ import type {
   DecisionOutcome,
 } from '../rulesets/ports.ts';
 import type { ActiveRulesets } from './active-rulesets.ts';
+import { fingerprintCredential, type PciLevel } from './credential.ts';
 import type { DecisionRecord, RulesetRow } from './ports.ts';
+import { issuesOf, parseDecisionRequest } from './request.ts';
 
 export const SIMULATE_MAX = 10_000;
 
@@ -45,6 +47,46 @@ export interface SimulateDeps {
     limit: number;
   }) => Promise<DecisionRecord[]>;
   now: () => number;
+  /** Given contexts are decision requests: their credential is fingerprinted as decide does. */
+  secretKey: Buffer;
+  pciLevel: PciLevel;
+}
+
+/** A given context that `POST /api/decisions` would refuse; paths name the input. */
+export class SimulateInputError extends Error {
+  readonly code = 'invalid_request';
+  readonly details: { issues: { path: string; message: string }[] };
+  constructor(issues: { path: string; message: string }[]) {
+    super(issues.map((i) => `${i.path}: ${i.message}`).join('; '));
+    this.details = { issues };
+  }
+}
+
+/**
+ * A given context as a decision would see it: validated like `POST /api/decisions`, its
+ * credential turned into the same `credential_fingerprint` (a raw PAN refused at the same PCI
+ * levels), so blacklist and velocity rules see what they would in production.
+ */
+function contextOf(
+  deps: Pick<SimulateDeps, 'secretKey' | 'pciLevel'>,
+  raw: Record<string, unknown>,
+  context: string,
+  i: number,
+): Record<string, unknown> {
+  const parsed = parseDecisionRequest({ context, ...raw });
+  if (!parsed.success) {
+    throw new SimulateInputError(
+      issuesOf(parsed.error).map((x) => ({
+        path: `decisions[${i}]${x.path ? `.${x.path}` : ''}`,
+        message: x.message,
+      })),
+    );
+  }
+  const { credential, ...rest } = parsed.data;
+  const fingerprint = credential
+    ? fingerprintCredential(credential, deps.secretKey, deps.pciLevel)
+    : rest.credential_fingerprint;
+  return fingerprint ? { ...rest, credential_fingerprint: fingerprint } : rest;
 }
 
 interface Row {
@@ -89,7 +131,7 @@ export async function simulate(deps: SimulateDeps, candidate: RulesetRow, req: S
     'decisions' in req
       ? req.decisions.map((ctx, i) => ({
           key: i,
-          ctx: { context: candidate.context, ...ctx },
+          ctx: contextOf(deps, ctx, candidate.context, i),
           at: deps.now(),
         }))
       : (

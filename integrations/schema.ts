@@ -80,10 +80,16 @@ const RelPath = z
   .regex(/^\/(?!\/)[^\s#]*$/, "a path starting with '/' (no spaces, no fragment)");
 
 const Secret = z.string().min(1).max(4_096);
+// Sent as a header value: what HTTP allows there (RFC 9110 field-value), or every call would
+// fail as a `connection` error instead of the document being refused here.
+const HeaderSecret = Secret.refine(
+  (v) => /^[\t\x20-\x7e\x80-\xff]*$/.test(v),
+  'only visible characters, spaces and tabs (it is sent in a header)',
+);
 
 const Auth = z.discriminatedUnion('type', [
   z.strictObject({ type: z.literal('none') }),
-  z.strictObject({ type: z.literal('bearer'), token: Secret }),
+  z.strictObject({ type: z.literal('bearer'), token: HeaderSecret }),
   z.strictObject({
     type: z.literal('basic'),
     username: z
@@ -99,7 +105,7 @@ const Auth = z.discriminatedUnion('type', [
       .string()
       .regex(HEADER_NAME, 'a header name')
       .refine((h) => !RESERVED_HEADERS.has(h.toLowerCase()), 'this header is set by Vigil'),
-    value: Secret.refine((v) => !/[\r\n\0]/.test(v), 'no line breaks in a header value'),
+    value: HeaderSecret,
   }),
   z.strictObject({
     type: z.literal('hmac'),

@@ -21,6 +21,7 @@ export const STATUS_BY_CODE: Record<string, number> = {
   not_draft: 409,
   not_inactive: 409,
   already_resolved: 409,
+  idempotency_key_reused: 409,
   payload_too_large: 413,
   uri_too_long: 414,
   unsupported_media_type: 415,

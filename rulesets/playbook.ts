@@ -211,7 +211,15 @@ export function parsePlaybook(input: unknown): ParsePlaybookResult {
     ok: false,
     error: {
       error: 'invalid_playbook',
-      issues: r.error.issues.map((i) => ({ path: formatIssuePath(i.path), message: i.message })),
+      // An unknown key is named in the path, as integrations and rulesets do.
+      issues: r.error.issues.flatMap((i) =>
+        i.code === 'unrecognized_keys'
+          ? i.keys.map((k) => ({
+              path: formatIssuePath([...i.path, k]),
+              message: `unknown key '${k}'`,
+            }))
+          : [{ path: formatIssuePath(i.path), message: i.message }],
+      ),
     },
   };
 }

@@ -291,7 +291,11 @@ const READ_ONLY_KEYS = new Set([
 
 const Top = z.strictObject({
   name: z.string().trim().min(1).max(LIMITS.nameLength),
-  context: Slug('context'),
+  // As a decision names it (decisions/request.ts): a context no decision can send would hold an
+  // ACTIVE ruleset nothing ever reaches.
+  context: z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, {
+    error: 'context: lowercase letters, digits, - and _ (at most 64), as decisions send it',
+  }),
   description: z.string().max(LIMITS.descriptionLength).optional(),
   velocity_fields: z.array(DefinitePath).max(LIMITS.velocityFields).optional(),
   rules: z.array(z.unknown()).max(LIMITS.rules),

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { BlacklistRepo } from '../../decisions/ports.ts';
+import { looksLikePan } from '../../decisions/request.ts';
 import { parsePath } from '../../rulesets/jsonpath.ts';
 import { requireScope, type TokenVerifier } from '../auth.ts';
 import { ApiError, notFound } from '../errors.ts';
@@ -35,6 +36,15 @@ export function blacklistRoutes(repo: BlacklistRepo, onChange?: () => Promise<vo
         if (!path.ok) {
           throw new ApiError('invalid_request', `field_path: ${path.message}`, {
             issues: [{ path: 'field_path', message: path.message }],
+          });
+        }
+        if (path.canonical === '$.credential_fingerprint' && looksLikePan(body.value)) {
+          // No fingerprint is ever a card number (decisions refuse one), so such an entry
+          // could never match; it would only keep a PAN in clear.
+          const message =
+            'looks like a card number: blacklist its crd_ fingerprint (from a decision) instead';
+          throw new ApiError('invalid_request', `value: ${message}`, {
+            issues: [{ path: 'value', message }],
           });
         }
         const entry = await repo.add({

@@ -62,8 +62,11 @@ export function decisionRoutes(deps: DecisionRouteDeps) {
         const key = req.headers['idempotency-key'];
         const answer = await decide(deps.decide, parsed.data, {
           dryRun: query.dry_run === 'true',
+          // Keys are the token's own: another client's key never finds this one's decision.
           idempotencyKey:
-            typeof key === 'string' && key.length > 0 && key.length <= 200 ? key : undefined,
+            typeof key === 'string' && key.length > 0 && key.length <= 200
+              ? `${req.principal?.token_id ?? ''}\u0000${key}`
+              : undefined,
           source: 'api',
         });
         await writeBurst();

@@ -41,6 +41,11 @@ export interface PlaybookRouteDeps {
    * accepted with a warning: integrations may well be registered after the playbook.
    */
   integrations?: { get(slug: string): Promise<IntegrationRef | undefined> };
+  /**
+   * The user workflows the workers can run (workflows/user/index.ts exports). A `workflow` step
+   * naming another is accepted with a warning: the case would fail that step.
+   */
+  userWorkflows?: () => Promise<readonly string[]>;
 }
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
@@ -169,6 +174,19 @@ export function playbookRoutes(deps: PlaybookRouteDeps) {
         const warnings = deps.integrations
           ? await referenceWarnings(parsed.playbook, deps.integrations)
           : [];
+        const named = stepsOf(parsed.playbook).filter(({ step }) => 'workflow' in step);
+        if (named.length > 0 && deps.userWorkflows) {
+          const known = await deps.userWorkflows();
+          for (const { path, step } of named) {
+            const wf = (step as { workflow: string }).workflow;
+            if (!known.includes(wf)) {
+              warnings.push({
+                path,
+                message: `no user workflow ${wf} is exported from workflows/user/index.ts: the step fails`,
+              });
+            }
+          }
+        }
         const existed = (await deps.repo.get(name)) !== undefined;
         const row = await deps.repo.put({ name, document: parsed.playbook });
         return reply.code(existed ? 200 : 201).send({ ...view(row), warnings });

@@ -36,7 +36,8 @@ function view(row: RulesetRow) {
 }
 
 export function rulesetRoutes(deps: RulesetRouteDeps) {
-  async function validate(body: unknown) {
+  /** `references`: also check backend rules against the registered integrations (/validate). */
+  async function validate(body: unknown, references = false) {
     const parsed = parseRuleset(body, { edition: deps.edition });
     if (!parsed.ok) {
       const { error, issues, ...rest } = parsed;
@@ -45,7 +46,9 @@ export function rulesetRoutes(deps: RulesetRouteDeps) {
         ...rest,
       });
     }
-    const refIssues = deps.checkReferences ? await deps.checkReferences(parsed.value) : [];
+    // Not at create or edit: a draft may name an integration registered later.
+    const refIssues =
+      references && deps.checkReferences ? await deps.checkReferences(parsed.value) : [];
     if (refIssues.length > 0) {
       throw new ApiError(
         'invalid_ruleset',
@@ -122,7 +125,7 @@ export function rulesetRoutes(deps: RulesetRouteDeps) {
         const row = await deps.repo.get(id);
         if (!row) throw notFound('ruleset', id);
         try {
-          await validate(row.document);
+          await validate(row.document, true);
           return { valid: true, issues: [] };
         } catch (err) {
           const issues = (err as ApiError).details?.issues ?? [

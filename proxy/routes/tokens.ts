@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { SCOPES, requireScope, type TokenVerifier } from '../auth.ts';
-import { notFound } from '../errors.ts';
+import { ApiError, notFound } from '../errors.ts';
 
 export interface TokenRepo {
   create(t: {
@@ -32,6 +32,17 @@ export function tokenRoutes(repo: TokenRepo, onRevoked?: (id: string) => void) {
       { onRequest: write, schema: { tags: ['tokens'], body: CreateBody } },
       async (req, reply) => {
         const body = req.body as z.infer<typeof CreateBody>;
+        // A token grants at most what it holds: else `admin:tokens:write` alone would mint
+        // itself every other scope.
+        const held = req.principal?.scopes ?? [];
+        const beyond = body.scopes.filter((sc) => !held.includes(sc));
+        if (beyond.length > 0) {
+          throw new ApiError(
+            'forbidden',
+            `a token can only grant scopes it holds itself; this one lacks ${beyond.join(', ')}`,
+            { scopes: beyond },
+          );
+        }
         return reply.code(201).send(await repo.create({ name: body.name, scopes: body.scopes }));
       },
     );

@@ -734,7 +734,14 @@ export function requestKey(e: {
   return e.session ?? e.decision_id ?? e.ip ?? e.path;
 }
 
-/** The workflow id is per session already (`session-…`, or `decision-…` without one). */
+/**
+ * Keyed like the decisions (CONTRACT §6): the session, or the decision id without one, read off
+ * the case's workflow id (`session-{session}`, `decision-{id}`), so a session's decisions and
+ * actions share a key.
+ */
 export function actionKey(e: { workflow_id: string }): string {
-  return e.workflow_id;
+  const w = e.workflow_id;
+  if (w.startsWith('session-')) return w.slice('session-'.length);
+  if (w.startsWith('decision-')) return w.slice('decision-'.length);
+  return w;
 }

@@ -138,7 +138,7 @@ describe('playbook document', () => {
       },
       'steps[1].wait_for_resolution',
     ],
-    [{ blacklist: true }, ''],
+    [{ blacklist: true }, 'blacklist'],
   ])('refuses %j at %s', (patch, path) => {
     const found = issues({ ...CONTRACT_EXAMPLE, ...patch });
     expect(found.map((i) => i.path)).toContain(path);

@@ -151,6 +151,26 @@ describe('decisions API (embedded store)', () => {
     expect(JSON.parse((await send('k-4')).body).decision).toBe('BLOCK');
   });
 
+  it('an Idempotency-Key is the token’s own, and refused on a different request', async () => {
+    const body = { context: 'checkout', transaction: { amount: 7 }, credential: card('0008') };
+    const send = (payload: object, token = ADMIN) =>
+      rt.app.inject({
+        method: 'POST',
+        url: '/api/decisions',
+        headers: { ...auth(token), 'idempotency-key': 'shared-key' },
+        payload,
+      });
+    const first = await send(body);
+    expect(first.statusCode).toBe(200);
+    const other = await send({ ...body, transaction: { amount: 8 } });
+    expect(other.statusCode).toBe(409);
+    expect(JSON.parse(other.body).error).toBe('idempotency_key_reused');
+    const t = await json('POST', '/api/admin/tokens', { name: 'k', scopes: ['decisions:write'] });
+    const mine = await send(body, t.body.token as string);
+    expect(mine.statusCode).toBe(200);
+    expect(JSON.parse(mine.body).id).not.toBe(JSON.parse(first.body).id);
+  });
+
   it('a chargeback fills the blacklist and the next decision with that card is BLOCK', async () => {
     const body = { context: 'checkout', transaction: { amount: 100 }, credential: card('0004') };
     const first = await json('POST', '/api/decisions', body);
@@ -267,6 +287,22 @@ describe('decisions API (embedded store)', () => {
     });
     expect(res.statusCode).toBe(400);
     expect(JSON.parse(res.body).error).toBe('invalid_request');
+  });
+
+  it('refuses a card number as a blacklisted fingerprint', async () => {
+    for (const field_path of ['$.credential_fingerprint', "$['credential_fingerprint']"]) {
+      const r = await json('POST', '/api/admin/blacklist', {
+        field_path,
+        value: '4111111111111111',
+      });
+      expect(r.status).toBe(400);
+      expect(r.body.issues[0].path).toBe('value');
+    }
+    const ip = await json('POST', '/api/admin/blacklist', {
+      field_path: '$.device.ip',
+      value: '203.0.113.66',
+    });
+    expect(ip.status).toBe(201);
   });
 
   it('answers the router’s own refusals in the API’s error shape', async () => {
@@ -387,6 +423,21 @@ describe('rulesets API', () => {
     });
   });
 
+  it('validate reports backend rules naming no registered integration', async () => {
+    const draft = await json('POST', '/api/admin/rulesets', {
+      name: 'refs',
+      context: 'refs',
+      rules: [{ id: 'risk', type: 'backend', integration: 'nope-int', backend_id: 'score' }],
+    });
+    expect(draft.status).toBe(201);
+    const v = await json('POST', `/api/admin/rulesets/${draft.body.id}/validate`);
+    expect(v.status).toBe(200);
+    expect(v.body.valid).toBe(false);
+    expect(v.body.issues).toEqual([
+      { path: 'rules[0].integration', message: expect.stringContaining('nope-int') },
+    ]);
+  });
+
   it('simulates a draft beside the active ruleset', async () => {
     const draft = await json('POST', '/api/admin/rulesets', {
       name: 'strict',
@@ -409,6 +460,36 @@ describe('rulesets API', () => {
       ['BLOCK', 'REVIEW'],
     ]);
     expect(r.body.summary).toMatchObject({ total: 2, changed: 1 });
+  });
+
+  it('simulates given contexts as decisions: credentials fingerprinted, inputs validated', async () => {
+    // The active checkout ruleset blocks blacklisted fingerprints: list this card's.
+    const c = card('0009');
+    const dry = await json('POST', '/api/decisions?dry_run=true', {
+      context: 'checkout',
+      credential: c,
+    });
+    const added = await json('POST', '/api/admin/blacklist', {
+      field_path: '$.credential_fingerprint',
+      value: dry.body.credential_fingerprint,
+    });
+    expect(added.status).toBe(201);
+    const draft = await json('POST', '/api/admin/rulesets', { ...RULESET, name: 'same' });
+    const sim = (decisions: unknown[]) =>
+      json('POST', `/api/admin/rulesets/${draft.body.id}/simulate`, { decisions });
+    const r = await sim([{ credential: c, transaction: { amount: 10 } }]);
+    expect(r.status).toBe(200);
+    expect(r.body.results[0]).toMatchObject({
+      decision: 'BLOCK',
+      active_decision: 'BLOCK',
+      matched: ['known-bad'],
+    });
+    const bad = await sim([{}, { transaction: { amount: -1 } }]);
+    expect(bad.status).toBe(400);
+    expect(bad.body.issues.map((i: any) => i.path)).toEqual(['decisions[1].transaction.amount']);
+    const pan = await sim([{ credential: { type: 'pan', number: '4111111111111111' } }]);
+    expect(pan.status).toBe(400);
+    expect(pan.body.error).toBe('pan_not_allowed');
   });
 });
 
@@ -455,6 +536,27 @@ describe('auth and scopes', () => {
     expect([200, 201, 400, 404]).toContain(
       (await json(method, url, method === 'GET' ? undefined : {}, right)).status,
     );
+  });
+
+  it('a token grants at most the scopes it holds', async () => {
+    const minter = (
+      await json('POST', '/api/admin/tokens', { name: 'm', scopes: ['admin:tokens:write'] })
+    ).body.token as string;
+    const more = await json(
+      'POST',
+      '/api/admin/tokens',
+      { name: 'x', scopes: ['admin:tokens:write', 'decisions:write'] },
+      minter,
+    );
+    expect(more.status).toBe(403);
+    expect(more.body.scopes).toEqual(['decisions:write']);
+    const same = await json(
+      'POST',
+      '/api/admin/tokens',
+      { name: 'y', scopes: ['admin:tokens:write'] },
+      minter,
+    );
+    expect(same.status).toBe(201);
   });
 
   it('serves health, readiness, metrics and the OpenAPI document without a token', async () => {

@@ -127,7 +127,12 @@ describe('validation', () => {
     ],
     ['a decision ALLOW', { ...PLAYBOOK, on: { decision: ['ALLOW'] } }, 'on.decision[0]'],
     ['a name that differs from the URL', { ...PLAYBOOK, name: 'other' }, 'name'],
-    ['an unknown top-level field', { ...PLAYBOOK, owner: 'me' }, ''],
+    ['an unknown top-level field', { ...PLAYBOOK, owner: 'me' }, 'owner'],
+    [
+      'an unknown field in a step',
+      { ...PLAYBOOK, steps: [{ ticket: { integration: 'jira', action_id: 'x', bogus: 1 } }] },
+      'steps[0].ticket.bogus',
+    ],
   ])('%s: 400 invalid_playbook with its path, nothing stored', async (_what, doc, path) => {
     const r = await call('PUT', '/api/admin/playbooks/review-default', doc);
     expect(r.status).toBe(400);
@@ -239,6 +244,20 @@ describe('integration references', () => {
     expect(again.body.warnings).toEqual([
       { path: 'steps[0].enrich.backend_id', message: expect.stringContaining('no backend ip') },
     ]);
+  });
+
+  it('a step naming a user workflow no worker has is accepted with a warning', async () => {
+    const doc = (workflow: string) => ({
+      on: { decision: ['REVIEW'] },
+      steps: [{ workflow }, { wait_for_resolution: { timeout: '1h', on_timeout: 'escalate' } }],
+    });
+    const typo = await call('PUT', '/api/admin/playbooks/wf', doc('holdHighValu'));
+    expect(typo.status).toBe(201);
+    expect(typo.body.warnings).toEqual([
+      { path: 'steps[0].workflow', message: expect.stringContaining('holdHighValu') },
+    ]);
+    const known = await call('PUT', '/api/admin/playbooks/wf', doc('holdHighValue'));
+    expect(known.body.warnings).toEqual([]);
   });
 });
 

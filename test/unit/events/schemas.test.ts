@@ -4,6 +4,7 @@ import {
   DecisionEventSchema,
   RequestEventSchema,
   actionEvent,
+  actionKey,
   compileRedaction,
   decisionEvent,
   decisionKey,
@@ -545,6 +546,10 @@ describe('vigil.request/1 and vigil.action/1', () => {
     expect(e.occurred_at).toBe('2026-01-01T00:00:00.000Z');
     expect(parseEventValue(e)).toMatchObject({ ok: true, schema: 'vigil.action/1' });
     expect(parseEventValue({ schema: 'vigil.action/9' })).toMatchObject({ ok: false });
+    // Keyed as the session's decisions are: the session, else the decision id.
+    expect(actionKey({ workflow_id: 'session-sess_1' })).toBe('sess_1');
+    expect(actionKey({ workflow_id: 'decision-dec_1' })).toBe('dec_1');
+    expect(decisionKey({ session: 'sess_1', response: { id: 'dec_9' } })).toBe('sess_1');
   });
 
   it('re-emits each time in its canonical form, the same input twice or another after it', () => {

@@ -134,6 +134,19 @@ describe('integration document schema', () => {
     expect(issuesOf({ ...CONTRACT_EXAMPLE, auth: { type: 'bearer' } })).toEqual([
       { path: 'auth.token', message: 'required' },
     ]);
+    // Sent in a header: a line break there failed every call as `connection`.
+    for (const auth of [
+      { type: 'bearer', token: 'tok\nX-Evil: 1' },
+      { type: 'header', name: 'x-api-key', value: 'a\rb' },
+      { type: 'bearer', token: 'caf\u00e9\u2603' },
+    ]) {
+      expect(issuesOf({ ...CONTRACT_EXAMPLE, auth })[0]?.path).toBe(
+        auth.type === 'bearer' ? 'auth.token' : 'auth.value',
+      );
+    }
+    expect(
+      parseIntegration({ ...CONTRACT_EXAMPLE, auth: { type: 'bearer', token: 'a b\tc' } }).ok,
+    ).toBe(true);
     expect(
       issuesOf({ ...CONTRACT_EXAMPLE, auth: { type: 'header', name: 'Host', value: 'x' } })[0]!
         .path,

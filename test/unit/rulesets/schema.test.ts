@@ -43,6 +43,7 @@ const MALFORMED: [string, unknown, string][] = [
   ['blank name', doc([], { name: '   ' }), 'name'],
   ['name too long', doc([], { name: 'n'.repeat(201) }), 'name'],
   ['context with spaces', doc([], { context: 'check out' }), 'context'],
+  ['context in upper case (no decision can send it)', doc([], { context: 'Checkout' }), 'context'],
   ['rules not an array', doc([], { rules: {} }), 'rules'],
   ['unknown top-level key', doc([], { rule: [] }), 'rule'],
   [
