@@ -219,6 +219,7 @@ export async function buildRuntime(
     secretKey,
     egressAllow: config.egressAllow,
     registry: metrics.registry,
+    edition: config.edition,
   });
   closers.push(() => integrations.close());
 

@@ -87,6 +87,12 @@ export interface IntegrationsOptions {
   /** How long another process's edit may go unseen, ms (default 2000). */
   cacheTtlMs?: number;
   maxResponseBytes?: number;
+  /**
+   * VIGIL_EDITION. On `core` no backend is called: rulesets activated before a switch to Core
+   * keep their backend rules, which then fail with `edition_required` (their on_error applies)
+   * without a request. Default `connect`.
+   */
+  edition?: 'core' | 'connect';
   /** Budget of callBackend (workflow steps), ms. */
   workflowBackendTimeoutMs?: number;
   actionTimeoutMs?: number;
@@ -112,8 +118,11 @@ export interface Integrations {
 // met an open circuit or was left pending never saw the decision.
 const TOOK_PART = new Set(['ok', 'error', undefined]);
 
+const EDITION = 'edition_required';
+
 export function createIntegrations(opts: IntegrationsOptions): Integrations {
   const now = opts.now ?? Date.now;
+  const core = opts.edition === 'core';
   const box = new SecretBox(opts.secretKey);
   const egress = new EgressPolicy({ allow: opts.egressAllow ?? [], resolver: opts.resolver });
   const registry = new IntegrationRegistry({
@@ -303,8 +312,17 @@ export function createIntegrations(opts: IntegrationsOptions): Integrations {
       return removed;
     },
     test,
-    backends,
-    callBackend: (req) => backends.callBackend(req),
+    backends: core
+      ? { call: () => Promise.resolve({ status: 'error', error: EDITION, latency_ms: 0 }) }
+      : backends,
+    callBackend: (req) =>
+      core
+        ? Promise.reject(
+            new IntegrationError(EDITION, 'backend rules need the Connect edition', {
+              retryable: false,
+            }),
+          )
+        : backends.callBackend(req),
     invokeAction,
     notify,
     close: () => registry.close(),

@@ -143,6 +143,7 @@ export async function startProxyWorker(
       secretKey,
       egressAllow: init.egressAllow ?? config.egressAllow,
       registry,
+      edition: config.edition,
     });
     closers.push(() => integrations.close());
     let counters: CounterStore;

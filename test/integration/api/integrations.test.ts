@@ -276,4 +276,58 @@ describe('Core edition', () => {
       await core.close();
     }
   });
+
+  it('calls no backend for a ruleset activated before the switch: the rule fails with edition_required', async () => {
+    const core = await startRuntime({ VIGIL_EDITION: 'core', VIGIL_EGRESS_ALLOW: '127.0.0.1:9' });
+    try {
+      // A connection to port 9 would fail as `connection`: edition_required says none was tried.
+      await core.integrations.put('old-risk', {
+        slug: 'old-risk',
+        kind: 'http',
+        base_url: 'http://127.0.0.1:9',
+        auth: { type: 'none' },
+        backends: [
+          {
+            backend_id: 'score',
+            method: 'POST',
+            path: '/s',
+            response: { outcome_path: '$.v', map: { x: 'BLOCK' } },
+          },
+        ],
+      });
+      // Stored as it was under Connect (the API would refuse it now).
+      const row = await core.store.createRuleset({
+        name: 'legacy',
+        context: 'legacy',
+        document: {
+          name: 'legacy',
+          context: 'legacy',
+          rules: [
+            {
+              id: 'b',
+              type: 'backend',
+              integration: 'old-risk',
+              backend_id: 'score',
+              on_error: 'review',
+            },
+          ],
+        },
+      });
+      await core.store.activate(row.id);
+      await core.active.refresh();
+      const d = await injectJson(core, 'POST', '/api/decisions', { context: 'legacy' });
+      expect(d.body.decision).toBe('REVIEW');
+      expect(d.body.rules[0]).toMatchObject({
+        rule_id: 'b',
+        result: 'error',
+        reason: 'edition_required',
+      });
+      expect(d.body.backend_results[0]).toMatchObject({
+        status: 'error',
+        error: 'edition_required',
+      });
+    } finally {
+      await core.close();
+    }
+  });
 });
