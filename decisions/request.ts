@@ -50,14 +50,16 @@ const contextName = z.string().regex(RE.context, 'lowercase letters, digits, - a
 
 const Transaction = z
   .object({
-    reference: str.optional(),
+    // null is taken as absent: serializers often write it for an empty field (semantic 7
+    // already reads a null path as missing).
+    reference: str.nullish(),
     amount: z
       .number()
       .int('money is an integer in minor units')
       .min(0)
       .max(Number.MAX_SAFE_INTEGER)
-      .optional(),
-    currency: z.string().regex(RE.currency, 'an ISO-4217 code such as EUR').optional(),
+      .nullish(),
+    currency: z.string().regex(RE.currency, 'an ISO-4217 code such as EUR').nullish(),
   })
   .catchall(z.unknown());
 
@@ -78,14 +80,14 @@ const Credential = z.discriminatedUnion('type', [
 
 const Device = z
   .object({
-    ip: z.union([z.ipv4(), z.ipv6()]).optional(),
-    fingerprint: str.optional(),
-    user_agent: str.optional(),
-    session: z.string().min(1).max(LIMITS.session).optional(),
+    ip: z.union([z.ipv4(), z.ipv6()]).nullish(),
+    fingerprint: str.nullish(),
+    user_agent: str.nullish(),
+    session: z.string().min(1).max(LIMITS.session).nullish(),
   })
   .catchall(z.unknown());
 
-const Customer = z.object({ id: str.optional(), email: str.optional() }).catchall(z.unknown());
+const Customer = z.object({ id: str.nullish(), email: str.nullish() }).catchall(z.unknown());
 
 export const DecisionRequest = z
   .object({
@@ -129,9 +131,10 @@ const isRecord = (v: unknown): v is Obj => {
   return proto === Object.prototype || proto === null;
 };
 const optString = (v: unknown, max: number) =>
-  v === undefined || (typeof v === 'string' && v.length <= max);
+  v === undefined || v === null || (typeof v === 'string' && v.length <= max);
 const matches = (v: unknown, re: RegExp) => typeof v === 'string' && re.test(v);
 const optMatch = (v: unknown, re: RegExp) => v === undefined || matches(v, re);
+const nullOrMatch = (v: unknown, re: RegExp) => v === null || optMatch(v, re);
 function onlyKeys(o: Obj, allowed: readonly string[]): boolean {
   for (const k in o) if (!allowed.includes(k)) return false;
   return true;
@@ -197,9 +200,10 @@ export function plainValid(r: unknown): r is Obj {
           !optString(v.reference, LIMITS.string) ||
           !(
             v.amount === undefined ||
+            v.amount === null ||
             (typeof v.amount === 'number' && Number.isSafeInteger(v.amount) && v.amount >= 0)
           ) ||
-          !optMatch(v.currency, RE.currency)
+          !nullOrMatch(v.currency, RE.currency)
         )
           return false;
         break;
@@ -216,11 +220,12 @@ export function plainValid(r: unknown): r is Obj {
       case 'device':
         if (
           !isObject(v) ||
-          !optMatch(v.ip, RE.ipv4) ||
+          !nullOrMatch(v.ip, RE.ipv4) ||
           !optString(v.fingerprint, LIMITS.string) ||
           !optString(v.user_agent, LIMITS.string) ||
           !(
             v.session === undefined ||
+            v.session === null ||
             (typeof v.session === 'string' &&
               v.session.length >= 1 &&
               v.session.length <= LIMITS.session)

@@ -305,6 +305,19 @@ describe('decisions API (embedded store)', () => {
     expect(ip.status).toBe(201);
   });
 
+  it('takes null for an empty scalar field, and rules read it as missing', async () => {
+    const r = await json('POST', '/api/decisions', {
+      context: 'checkout',
+      transaction: { reference: null, amount: null, currency: null },
+      customer: { id: null, email: null },
+      device: { ip: null, fingerprint: null, user_agent: null, session: null },
+    });
+    expect(r.status).toBe(200);
+    // `big` (gte on the amount) cannot match a null amount; nothing was counted on a null.
+    expect(r.body.decision).toBe('ALLOW');
+    expect(r.body.workflow_id).toBeNull();
+  });
+
   it('answers the router’s own refusals in the API’s error shape', async () => {
     const res = await rt.app.inject({
       method: 'GET',

@@ -36,6 +36,7 @@ const CHOICES: Record<string, unknown[]> = {
   transaction: [
     { reference: 'ord_1', amount: 1000, currency: 'EUR' },
     { amount: 0 },
+    { reference: null, amount: null, currency: null },
     { amount: Number.MAX_SAFE_INTEGER, extra: { deep: [1, 2] } },
     {},
     { amount: 10.5 },
@@ -81,6 +82,8 @@ const CHOICES: Record<string, unknown[]> = {
   ],
   customer: [
     { id: 'cus_1', email: 'a@example.com' },
+    { id: 'cus_3', email: null },
+    { id: null },
     { id: 'cus_2', tier: 'gold' },
     {},
     { id: 5 },
@@ -90,6 +93,7 @@ const CHOICES: Record<string, unknown[]> = {
   ],
   device: [
     { ip: '203.0.113.7', fingerprint: 'dev_1', user_agent: 'ua', session: 's1' },
+    { ip: null, fingerprint: null, user_agent: null, session: null },
     { ip: '2001:db8::1' },
     { ip: '::1', session: 's' },
     { ip: '256.1.1.1' },
