@@ -123,7 +123,7 @@ export async function authzRoutes(app: FastifyInstance, opts: AuthzOptions): Pro
     }
 
     const cfg = currentConfig();
-    const route = routeFor(cfg, context, originalMethod, target.path.toLowerCase());
+    const route = routeFor(cfg, context, originalMethod, target.matchPath.toLowerCase());
     // The caller authenticated, so its own X-Forwarded-For entries are believed; hops it
     // appended for other trusted proxies are skipped.
     let ip = clientAddress(req.socket.remoteAddress, header(req, 'x-forwarded-for'), trusted, true);

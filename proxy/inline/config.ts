@@ -215,7 +215,24 @@ export const RoutesFile = z
           for (const [reserved, why] of RESERVED_TARGETS) {
             if (target === reserved || target.startsWith(`${reserved}.`)) {
               ctx.addIssue({ code: 'custom', path, message: `${reserved} is ${why}` });
+            } else if (reserved.startsWith(`${target}.`)) {
+              // Its value would replace the whole object, the proxy's own entry with it.
+              ctx.addIssue({ code: 'custom', path, message: `contains ${reserved}, ${why}` });
             }
+          }
+        }
+      }
+      // One target inside another: whichever is set last would replace or be lost in the other
+      // (an object where a value was meant, or the reverse), depending on the order of keys.
+      const targets = Object.keys(r.extract ?? {});
+      for (const outer of targets) {
+        for (const inner of targets) {
+          if (inner.startsWith(`${outer}.`)) {
+            ctx.addIssue({
+              code: 'custom',
+              path: ['routes', i, 'extract'],
+              message: `"${outer}" and "${inner}" of route ${r.match.path} overlap: one is inside the other`,
+            });
           }
         }
       }
@@ -326,9 +343,16 @@ export interface CompiledConfig {
 
 const DEFAULT_BLOCK_BODY = '{"error":"blocked","decision_id":"{{decision_id}}"}';
 
+/**
+ * A field left out says so, as `required for from: header` does, instead of zod's `expected
+ * string, received undefined` or its list of options for an enum.
+ */
+const missingIsRequired = (issue: { input?: unknown; path?: PropertyKey[] | undefined }) =>
+  issue.input === undefined && issue.path?.length ? 'required' : undefined;
+
 /** Validates a parsed document; throws RoutesConfigError naming each bad place. */
 export function parseRoutesDocument(doc: unknown, source?: string): RoutesFileDoc {
-  const parsed = RoutesFile.safeParse(doc);
+  const parsed = RoutesFile.safeParse(doc, { error: missingIsRequired });
   if (!parsed.success) {
     throw new RoutesConfigError(
       parsed.error.issues.map((i) => ({ path: issuePath(i.path), message: i.message })),

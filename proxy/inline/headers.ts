@@ -45,6 +45,20 @@ export function connectionTokens(value: string | undefined): Set<string> | null 
   return tokens;
 }
 
+/**
+ * How many Host field lines the request has. Node keeps only the first in `headers.host`, so
+ * two of them would otherwise go unnoticed, and the proxy and the origin could each believe a
+ * different one (RFC 9112 §3.2: 400).
+ */
+export function hostCount(rawHeaders: readonly string[]): number {
+  let n = 0;
+  for (let i = 0; i < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i]!;
+    if (name.length === 4 && (name === 'Host' || name.toLowerCase() === 'host')) n++;
+  }
+  return n;
+}
+
 export interface ForwardedFacts {
   /** The socket peer (normalized). */
   peer: string;

@@ -1,13 +1,17 @@
 // Route matching. A route that monitors /login is only worth something if /LOGIN, //login,
-// /./login and /%6Cogin cannot slip past it to an origin that treats them as /login, so paths
-// are normalized before matching and the normalized form is what the origin receives.
+// /./login, /%6Cogin and /login;x=1 cannot slip past it to an origin that treats them as
+// /login, so paths are normalized before matching and the normalized form is what the origin
+// receives. Path parameters are the exception: they are dropped for matching only, because an
+// origin that does not strip them would see a different path than the one it was sent.
 
 /** Percent-encoded unreserved characters (RFC 3986 §2.3) mean the same decoded. */
 const UNRESERVED = /%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])/g;
 
 export interface RequestTarget {
-  /** Normalized path, without the query. */
+  /** Normalized path, without the query: what the origin receives. */
   path: string;
+  /** `path` without `;parameters` in its segments: what routes are matched against. */
+  matchPath: string;
   /** The query with its leading `?`, or ''. */
   search: string;
 }
@@ -31,7 +35,20 @@ export function parseTarget(url: string): RequestTarget | null {
   const q = raw.indexOf('?');
   const path = q === -1 ? raw : raw.slice(0, q);
   const search = q === -1 ? '' : raw.slice(q);
-  return { path: normalizePath(path), search };
+  const normalized = normalizePath(path);
+  return {
+    path: normalized,
+    matchPath: path.includes(';') ? normalizePath(stripParams(path)) : normalized,
+    search,
+  };
+}
+
+/**
+ * Drops `;parameters` from every segment (`/x/..;/login;jsessionid=1` → `/x/../login`), before
+ * dot segments are resolved: Tomcat and Spring strip them first, so `..;` climbs for them.
+ */
+export function stripParams(path: string): string {
+  return path.replace(/;[^/]*/g, '');
 }
 
 /** Decodes unreserved escapes, merges slashes and resolves dot segments; cheap when clean. */

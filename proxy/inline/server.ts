@@ -23,7 +23,7 @@ import {
   type OriginPool,
   type UpstreamFailure,
 } from './forward.ts';
-import { originRequestHeaders, type ForwardedFacts } from './headers.ts';
+import { hostCount, originRequestHeaders, type ForwardedFacts } from './headers.ts';
 import { parseTarget, type RequestTarget } from './match.ts';
 import { decisionMetrics, proxyMetrics, type ProxyMetrics } from './metrics.ts';
 import { openConfigSource, type ConfigSource, type ReloadResult } from './source.ts';
@@ -187,7 +187,8 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
     maxHeaderSize: limits.max_header_size,
     // Never the lenient parser: it accepts the ambiguous framing that smuggling relies on.
     insecureHTTPParser: false,
-    requireHostHeader: true,
+    // Checked in onRequest instead: Node's own 400 has an empty body, ours is JSON.
+    requireHostHeader: false,
     joinDuplicateHeaders: false,
     headersTimeout:
       limits.request_timeout_ms > 0
@@ -232,12 +233,18 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
     error: string,
     message: string,
     route = '(none)',
+    close = false,
   ) => {
     metrics.rejected.inc({ reason: error });
     metrics.countRequest(route, status);
     // Keep the connection only if the request was read to its end; otherwise the rest of its
     // body would be read as the next request, or drained at length.
-    sendJson(res, status, { error, message }, { close: bodyPending(req) || status >= 500 });
+    sendJson(
+      res,
+      status,
+      { error, message },
+      { close: close || bodyPending(req) || status >= 500 },
+    );
   };
 
   const emit = (e: RequestEvent) => {
@@ -249,11 +256,30 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
     }
   };
 
-  function onRequest(req: IncomingMessage, res: ServerResponse): void {
-    (req.socket as Tracked)[kResponding] = res;
+  /** `expectContinue`: the client waits for `100 Continue` before it sends the body. */
+  function onRequest(req: IncomingMessage, res: ServerResponse, expectContinue = false): void {
+    // Node emits pipelined requests as soon as it parses them, before those ahead of them are
+    // answered, and gives a response the socket only once the previous one is written and the
+    // connection stays open. Waiting for it keeps a request queued behind an answer that closes
+    // the connection (a block page, a refused body) from being decided or forwarded.
+    if (res.socket === null) {
+      res.once('socket', () => onRequest(req, res, expectContinue));
+      return;
+    }
+    const socket = req.socket as Tracked;
+    // Parsed after such an answer was written (its unread body released the parser).
+    if (socket.writableEnded) return;
+    socket[kResponding] = res;
     const c = cfg;
     if (req.httpVersionMajor !== 1) {
       reject(req, res, 505, 'http_version_not_supported', 'HTTP/1.0 or HTTP/1.1 only');
+      return;
+    }
+    const hosts = hostCount(req.rawHeaders);
+    if (hosts !== 1 && (hosts > 1 || req.httpVersionMinor === 1)) {
+      const message = hosts > 1 ? 'more than one Host header' : 'the Host header is required';
+      // Closed: what follows a message the origin might read differently is not trusted either.
+      reject(req, res, 400, 'bad_request', message, '(none)', true);
       return;
     }
     const target = parseTarget(req.url ?? '');
@@ -273,7 +299,7 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
       return;
     }
     const method = req.method ?? 'GET';
-    const route = c.match(method, target.path.toLowerCase());
+    const route = c.match(method, target.matchPath.toLowerCase());
     if (route === undefined) {
       reject(req, res, 404, 'not_found', 'no route for this request');
       return;
@@ -287,6 +313,7 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
     const hasBody = cl !== undefined ? cl !== '0' : te !== undefined;
     if (route.context === null) {
       const facts = factsOf(req);
+      if (expectContinue && hasBody) res.writeContinue();
       forward({
         origin,
         method,
@@ -302,7 +329,7 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
       });
       return;
     }
-    monitored(req, res, c, route, target, hasBody).catch((err: unknown) => {
+    monitored(req, res, c, route, target, hasBody, expectContinue).catch((err: unknown) => {
       log.error({ error: (err as Error).message, route: route.label }, 'monitored request failed');
       if (!res.headersSent)
         sendJson(res, 500, { error: 'internal', message: 'internal error' }, { close: true });
@@ -335,6 +362,7 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
     route: CompiledRoute,
     target: RequestTarget,
     hasBody: boolean,
+    expectContinue: boolean,
   ): Promise<void> {
     const t0 = performance.now();
     const method = req.method ?? 'GET';
@@ -384,6 +412,10 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
         keepContentLength: streamBody,
         extra: body ? [...extra, 'content-length', String(body.length)] : extra,
       });
+      // Asked for only when the body is about to be read (here or by readBody below, never
+      // both): a request refused before that (413 by its Content-Length, a block) is answered
+      // without the client sending its body at all.
+      if (streamBody && expectContinue) res.writeContinue();
       forward({
         origin,
         method,
@@ -442,6 +474,7 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
           );
           return;
         }
+        if (expectContinue) res.writeContinue();
         const read = await readBody(req, route.bodyLimit);
         if (read === 'aborted') return;
         if (read === 'too_large') {
@@ -521,6 +554,10 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
   }
 
   server.on('request', onRequest);
+  // Without this listener Node sends `100 Continue` before the request is even routed.
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) =>
+    onRequest(req, res, true),
+  );
 
   server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
     const code = err.code ?? 'unknown';

@@ -43,6 +43,9 @@ export interface ConfigSourceOptions {
   onResult?: ((r: ReloadResult) => void) | undefined;
 }
 
+/** The link a Kubernetes ConfigMap volume swaps to update every file in it at once. */
+const CONFIGMAP_DATA = '..data';
+
 function isCompiled(c: object): c is CompiledConfig {
   return typeof (c as CompiledConfig).match === 'function';
 }
@@ -112,8 +115,13 @@ export function openConfigSource(opts: ConfigSourceOptions): ConfigSource {
       // The folder, not the file: editors and Kubernetes ConfigMaps replace the file (a new
       // inode) and a watch on the old one would go quiet. Unchanged content is a no-op.
       const debounce = opts.debounceMs ?? 150;
+      const base = path.basename(file);
       try {
-        watcher = watch(path.dirname(file), { persistent: false }, () => {
+        watcher = watch(path.dirname(file), { persistent: false }, (_event, name) => {
+          // The folder may hold files that change all the time (a data folder, logs): each
+          // would otherwise re-read the route file, and re-log and re-count a bad one. A
+          // ConfigMap swaps its `..data` link, not the file's own name; no name: cannot tell.
+          if (name !== null && name !== base && name !== CONFIGMAP_DATA) return;
           clearTimeout(timer);
           timer = setTimeout(() => void reload(), debounce);
           timer.unref();

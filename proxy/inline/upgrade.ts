@@ -12,7 +12,12 @@ import { rootCertificates } from 'node:tls';
 import { renderBlock, type CompiledConfig } from './config.ts';
 import { buildDecisionContext } from './extract.ts';
 import type { OriginPool } from './forward.ts';
-import { clientResponseHeaders, originRequestHeaders, type ForwardedFacts } from './headers.ts';
+import {
+  clientResponseHeaders,
+  hostCount,
+  originRequestHeaders,
+  type ForwardedFacts,
+} from './headers.ts';
 import { parseTarget } from './match.ts';
 import type { ProxyMetrics } from './metrics.ts';
 import { decideWithin } from './decide.ts';
@@ -60,10 +65,15 @@ export function handleUpgrade(u: UpgradeContext): void {
 async function run(u: UpgradeContext): Promise<void> {
   const { req, socket, cfg } = u;
   const method = req.method ?? 'GET';
+  const hosts = hostCount(req.rawHeaders);
+  if (hosts > 1) return refuse(socket, 400, 'bad_request', 'more than one Host header');
+  if (hosts === 0 && req.httpVersionMinor === 1) {
+    return refuse(socket, 400, 'bad_request', 'the Host header is required');
+  }
   const target = parseTarget(req.url ?? '');
   if (target === null)
     return refuse(socket, 400, 'bad_request', 'the request target must be a path');
-  const route = cfg.match(method, target.path.toLowerCase());
+  const route = cfg.match(method, target.matchPath.toLowerCase());
   if (!route) return refuse(socket, 404, 'not_found', 'no route for this request');
   const origin = u.pools.get(route.origin);
   if (!origin)

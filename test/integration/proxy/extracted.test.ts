@@ -102,6 +102,8 @@ beforeAll(async () => {
             '$.customer.email': { from: 'body', field: 'email' },
           },
         },
+        // The context's first route: authz falls back to it when no route of the context matches.
+        { match: { path: '/other/*' }, origin: 'shop', context: 'login' },
         {
           match: { path: '/q/*' },
           origin: 'shop',
@@ -205,6 +207,12 @@ describe('/api/authz in `vigil api` with VIGIL_CONFIG', () => {
     expect(blocked.status).toBe(403);
     expect(blocked.headers['x-vigil-decision']).toBe('BLOCK');
     const id = String(blocked.headers['x-vigil-decision-id']);
+    // Path parameters do not take a request off its route (Tomcat/Spring strip them).
+    const params = await api('GET', '/api/authz/login', undefined, {
+      'x-original-uri': '/q;a=1/x?email=bad@example.com',
+      'x-original-method': 'GET',
+    });
+    expect(params.status).toBe(403);
     const ok = await api('GET', '/api/authz/login', undefined, {
       'x-original-uri': '/q/x?email=good@example.com',
       'x-original-method': 'GET',

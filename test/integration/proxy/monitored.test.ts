@@ -1,10 +1,12 @@
 // Monitored routes: extract, decide, enforce (active) or record (passive), fail open.
 import { randomBytes } from 'node:crypto';
+import net from 'node:net';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
 import {
+  eventually,
   metricValue,
   rawExchange,
   riskEngine,
@@ -94,6 +96,26 @@ const json = (body: unknown) => ({
   body: JSON.stringify(body),
 });
 const lastCall = () => engine.calls[engine.calls.length - 1]!;
+
+/** A raw connection driven step by step: write, wait for what the proxy answered so far. */
+async function rawSession(port: number) {
+  const socket = net.connect(port, '127.0.0.1');
+  const state = { text: '', closed: false };
+  socket.on('data', (c: Buffer) => (state.text += c.toString('latin1')));
+  socket.on('close', () => (state.closed = true));
+  socket.on('error', () => (state.closed = true));
+  await new Promise((r) => socket.once('connect', r));
+  return {
+    state,
+    write: (data: string | Buffer) => socket.write(data),
+    async waitFor(re: RegExp, ms = 2_000) {
+      const until = Date.now() + ms;
+      while (!re.test(state.text) && !state.closed && Date.now() < until) await sleep(10);
+      return state.text;
+    },
+    close: () => socket.destroy(),
+  };
+}
 
 describe('active mode', () => {
   it('forwards ALLOW with the decision headers and the body byte for byte', async () => {
@@ -292,13 +314,135 @@ describe('active mode', () => {
   });
 
   it('normalizes the path before matching, so spellings of /login cannot skip the check', async () => {
-    for (const path of ['//login', '/LOGIN', '/%6Cogin', '/x/../login', '/./login/']) {
+    for (const path of [
+      '//login',
+      '/LOGIN',
+      '/%6Cogin',
+      '/x/../login',
+      '/./login/',
+      // Path parameters, which Tomcat and Spring drop before routing.
+      '/login;x=1',
+      '/LOGIN;jsessionid=ABC',
+      '/login;/',
+      '/x/..;/login',
+      '/;a/login;b',
+    ]) {
       const { text } = await rawExchange(
         active.port,
         `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
           `Content-Length: 24\r\nConnection: close\r\n\r\n{"email":"m@fraud.test"}`,
       );
       expect(text, path).toMatch(/^HTTP\/1\.1 403 /);
+    }
+  });
+
+  it('matches without path parameters but forwards them as received', async () => {
+    const res = await request(
+      `${active.url}/login;jsessionid=ABC?next=/a`,
+      json({ email: 'p@example.com' }),
+    );
+    const seen = (await res.body.json()) as { url: string; headers: Record<string, string> };
+    expect(seen.url).toBe('/login;jsessionid=ABC?next=/a');
+    expect(seen.headers['x-vigil-decision']).toBe('ALLOW');
+    expect(lastCall().body).toMatchObject({ customer: { email: 'p@example.com' } });
+  });
+
+  it('neither decides nor forwards what is pipelined behind a block that closes the connection', async () => {
+    const calls = engine.calls.length;
+    const before = origin.started.length;
+    // The route decides on the query: the chunked body is still unread when the block is sent.
+    const { text, closed } = await rawExchange(
+      active.port,
+      'PUT /avatar?email=x@fraud.test HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n' +
+        '5\r\nhello\r\n0\r\n\r\n' +
+        'GET /after HTTP/1.1\r\nHost: x\r\n\r\n' +
+        'PUT /avatar?email=ok@example.com HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n',
+    );
+    expect(text).toMatch(/^HTTP\/1\.1 403 /);
+    expect(text).toMatch(/\r\nconnection: close\r\n/i);
+    expect(text.match(/HTTP\/1\.1 \d{3} /g)).toHaveLength(1);
+    expect(closed).toBe(true);
+    expect(origin.started.slice(before)).toEqual([]);
+    expect(engine.calls.slice(calls).map((c) => c.body.customer)).toEqual([
+      { email: 'x@fraud.test' },
+    ]);
+  });
+
+  it('serves what is pipelined behind a block that keeps the connection, after it', async () => {
+    const before = origin.started.length;
+    const body = '{"email":"m@fraud.test"}';
+    const { text } = await rawExchange(
+      active.port,
+      'POST /login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+        `Transfer-Encoding: chunked\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n` +
+        'GET /after HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n',
+    );
+    expect(text.match(/HTTP\/1\.1 \d{3} /g)).toEqual(['HTTP/1.1 403 ', 'HTTP/1.1 200 ']);
+    expect(origin.started.slice(before)).toEqual(['GET /after']);
+  });
+
+  it('answers 413 at once, without 100 Continue, to an announced body over the limit', async () => {
+    const before = origin.started.length;
+    const { text, closed } = await rawExchange(
+      active.port,
+      'POST /checkout/pay HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n' +
+        'Content-Length: 5000\r\nExpect: 100-continue\r\n\r\n',
+    );
+    expect(text).toMatch(/^HTTP\/1\.1 413 /);
+    expect(text).not.toContain('100 Continue');
+    expect(closed).toBe(true);
+    expect(origin.started.length).toBe(before);
+  });
+
+  it('answers a block without 100 Continue when the route decides before the body', async () => {
+    const { text } = await rawExchange(
+      active.port,
+      'PUT /avatar?email=x@fraud.test HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n' +
+        'Expect: 100-continue\r\n\r\n',
+    );
+    expect(text).toMatch(/^HTTP\/1\.1 403 /);
+    expect(text).not.toContain('100 Continue');
+  });
+
+  it.each([
+    [
+      'a monitored route that reads the body',
+      'POST /login',
+      '{"email":"cont@example.com"}',
+      'ALLOW',
+    ],
+    [
+      'a monitored route that streams the body',
+      'PUT /avatar?email=ok@example.com',
+      'x'.repeat(3000),
+      'ALLOW',
+    ],
+    ['a pass-through route', 'POST /upload', 'y'.repeat(3000), undefined],
+  ])('sends 100 Continue and then takes the body on %s', async (_name, line, body, decision) => {
+    const s = await rawSession(active.port);
+    try {
+      s.write(
+        `${line} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${body.length}\r\nExpect: 100-continue\r\n\r\n`,
+      );
+      expect(await s.waitFor(/\r\n\r\n/)).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\n$/);
+      s.write(body.slice(0, 1000));
+      if (decision === undefined) {
+        // Pass-through streams: the origin has the request before the body is complete.
+        await eventually(() => origin.started.includes('POST /upload'));
+      }
+      s.write(body.slice(1000));
+      const text = await s.waitFor(/\r\n0\r\n\r\n$/);
+      expect(text).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 /);
+      const seen = JSON.parse(/\{.*\}/s.exec(text)?.[0] ?? '') as {
+        sha256: string;
+        headers: Record<string, string>;
+      };
+      expect(seen.sha256).toBe(sha256(body));
+      expect(seen.headers.expect).toBeUndefined();
+      expect(seen.headers['x-vigil-decision']).toBe(decision);
+    } finally {
+      s.close();
     }
   });
 

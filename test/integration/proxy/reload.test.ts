@@ -1,6 +1,6 @@
 // Route file reloads: on file change, on SIGHUP and on demand; a bad file keeps the old config;
 // requests in flight finish on the config they started with.
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -127,5 +127,42 @@ describe('config reload', () => {
     const r = await p.proxy.reload({ mode: 'active', origins: {}, routes: [] });
     expect(r.ok).toBe(false);
     expect(p.proxy.version).toBe(4);
+  });
+});
+
+describe('a route file among other changing files', () => {
+  it('reloads once per edit of the route file, not on every change next to it', async () => {
+    const d = mkdtempSync(path.join(tmpdir(), 'vigil-routes-'));
+    const f = path.join(d, 'routes.yaml');
+    writeFileSync(f, yaml(a.url));
+    mkdirSync(path.join(d, 'data'));
+    const q = await startProxy({ config: f, watch: true });
+    const reloads = async (result: string) =>
+      metricValue(q.registry, 'vigil_proxy_config_reloads_total', { result });
+    // Writes next to the route file, each after the reload debounce (150 ms) has run out.
+    const busyNeighbours = async () => {
+      for (let i = 0; i < 6; i++) {
+        writeFileSync(path.join(d, 'vigil.db-wal'), `page ${i}`);
+        writeFileSync(path.join(d, 'data', 'events.log'), `line ${i}`);
+        await sleep(200);
+      }
+    };
+    try {
+      writeFileSync(`${f}.tmp`, yaml(a.url).replace('from: body', 'from: bdy'));
+      renameSync(`${f}.tmp`, f);
+      await eventually(async () => (await reloads('error')) > 0);
+      await busyNeighbours();
+      expect(await reloads('error')).toBe(1);
+
+      writeFileSync(f, yaml(b.url));
+      await eventually(() => q.proxy.version === 2);
+      await busyNeighbours();
+      expect(await reloads('ok')).toBe(1);
+      expect(await reloads('error')).toBe(1);
+      expect(await reloads('unchanged')).toBe(0);
+    } finally {
+      await q.close();
+      rmSync(d, { recursive: true, force: true });
+    }
   });
 });

@@ -155,6 +155,85 @@ describe('route file', () => {
     );
   });
 
+  it('says a missing field is required, whatever its type', () => {
+    expect(
+      issuesOf(() =>
+        parseRoutesText(
+          'origins: { shop: "http://127.0.0.1:3000" }\nroutes:\n  - match: {}\n',
+          'routes.yaml',
+        ),
+      ),
+    ).toEqual(['mode: required', 'routes[0].match.path: required', 'routes[0].origin: required']);
+    expect(issuesOf(() => compileRoutesDocument({ mode: 'active' }))).toEqual([
+      'origins: required',
+      'routes: required',
+    ]);
+    // Present but wrong still says what is expected.
+    expect(issuesOf(() => compileRoutesDocument(base([], { mode: 'on' })))).toEqual(
+      expect.arrayContaining([expect.stringMatching(/^mode: .*"passive"\|"active"/)]),
+    );
+  });
+
+  it('refuses a target inside another target of the same route', () => {
+    const issues = issuesOf(() =>
+      compileRoutesDocument(
+        base([
+          {
+            match: { method: 'POST', path: '/checkout/*' },
+            origin: 'shop',
+            context: 'checkout',
+            extract: {
+              '$.transaction': { from: 'body', field: 'tx' },
+              '$.transactions': { from: 'body', field: 'txs' },
+              '$.transaction.amount': { from: 'body', field: 'amount', type: 'integer' },
+            },
+          },
+        ]),
+      ),
+    );
+    expect(issues).toEqual([
+      'routes[0].extract: "$.transaction" and "$.transaction.amount" of route /checkout/* ' +
+        'overlap: one is inside the other',
+    ]);
+    // The same targets in two routes are two separate contexts.
+    expect(() =>
+      compileRoutesDocument(
+        base([
+          {
+            match: { path: '/a' },
+            origin: 'shop',
+            context: 'a',
+            extract: { '$.transaction': { from: 'query', field: 'tx' } },
+          },
+          {
+            match: { path: '/b' },
+            origin: 'shop',
+            context: 'b',
+            extract: { '$.transaction.amount': { from: 'query', field: 'amount' } },
+          },
+        ]),
+      ),
+    ).not.toThrow();
+  });
+
+  it('refuses a target that would replace what the proxy fills', () => {
+    const issues = issuesOf(() =>
+      compileRoutesDocument(
+        base([
+          {
+            match: { path: '/login' },
+            origin: 'shop',
+            context: 'login',
+            extract: { '$.device': { from: 'header', name: 'x-device' } },
+          },
+        ]),
+      ),
+    );
+    expect(issues).toEqual([
+      expect.stringMatching(/^routes\[0\]\.extract\.\$\.device: contains \$\.device\.ip/),
+    ]);
+  });
+
   it('reads byte sizes, limits and block responses', () => {
     const cfg = compileRoutesDocument(
       base(

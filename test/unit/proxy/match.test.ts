@@ -20,7 +20,26 @@ describe('request target', () => {
     ['https://evil.example', '/', ''],
     ['http://evil.example?x', '/', '?x'],
   ])('%s → %s %s', (url, path, search) => {
-    expect(parseTarget(url)).toEqual({ path, search });
+    expect(parseTarget(url)).toEqual({ path, matchPath: path, search });
+  });
+
+  // Tomcat and Spring drop `;parameters` from each segment before resolving dot segments.
+  it.each([
+    ['/login;x=1', '/login;x=1', '/login'],
+    ['/login;jsessionid=ABC?next=/a', '/login;jsessionid=ABC', '/login'],
+    ['/LOGIN;x', '/LOGIN;x', '/LOGIN'],
+    ['/a;b/login;c=d/', '/a;b/login;c=d/', '/a/login/'],
+    ['/x/..;/login', '/x/..;/login', '/login'],
+    ['/x/.;/login', '/x/.;/login', '/x/login'],
+    ['/;x/login', '/;x/login', '/login'],
+    ['//login;x/./', '/login;x/', '/login/'],
+    ['/%6Cogin;x', '/login;x', '/login'],
+    // An encoded semicolon is data, as an encoded slash is.
+    ['/login%3Bx=1', '/login%3Bx=1', '/login%3Bx=1'],
+  ])('%s is forwarded as %s and matched as %s', (url, path, matchPath) => {
+    const t = parseTarget(url)!;
+    expect(t.path).toBe(path);
+    expect(t.matchPath).toBe(matchPath);
   });
 
   it('refuses what is not a path', () => {
