@@ -5,7 +5,7 @@
 // lists `context_values_dropped` in `degraded`, and the caller learns which paths went.
 import { decide, type DecideDeps } from './decide.ts';
 import type { DecisionOutcome } from '../rulesets/ports.ts';
-import { parseExtractedContext } from './request.ts';
+import { LIMITS, parseExtractedContext } from './request.ts';
 
 export interface ExtractedInput {
   context: string;
@@ -29,6 +29,15 @@ export async function decideExtracted(
   if (parsed.dropped.length === 0) {
     const r = await decide(deps, parsed.data, { source: input.source });
     return { id: r.id, decision: r.decision };
+  }
+  // Rules can see it too: a client that sends an invalid amount evades the rules on the amount,
+  // and `{"neq": {"path": "$.metadata.dropped", "value": ""}}` catches that.
+  const meta = parsed.data.metadata ?? {};
+  if (Object.keys(meta).length < LIMITS.metadataKeys) {
+    parsed.data.metadata = {
+      ...meta,
+      dropped: parsed.dropped.join(',').slice(0, LIMITS.metadataValue),
+    };
   }
   const r = await decide(deps, parsed.data, {
     source: input.source,

@@ -3,7 +3,7 @@
 // through (rules may address them) within size bounds.
 import { z } from 'zod';
 
-const LIMITS = {
+export const LIMITS = {
   string: 2_048,
   items: 500,
   metadataKeys: 64,

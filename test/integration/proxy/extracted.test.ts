@@ -129,6 +129,12 @@ beforeAll(async () => {
           action: 'BLOCK',
           condition: { eq: { path: '$.customer.email', value: 'bad@example.com' } },
         },
+        {
+          id: 'values-dropped',
+          type: 'condition',
+          action: 'REVIEW',
+          condition: { neq: { path: '$.metadata.dropped', value: '' } },
+        },
       ],
     });
     expect(created.status).toBe(201);
@@ -195,6 +201,23 @@ describe('a client value the decision API refuses', () => {
       10_000,
     );
   });
+});
+
+it('a rule sees which values were left out ($.metadata.dropped)', async () => {
+  const send = (amount: number) =>
+    request(`${proxyUrl}/checkout/cart`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ amount, card_token: 'tok_2', email: 'good@example.com' }),
+    });
+  const clean = await send(100);
+  await clean.body.dump();
+  expect(clean.statusCode).toBe(200);
+  expect(origin.seen.at(-1)?.headers['x-vigil-decision']).toBe('ALLOW');
+  const spoiled = await send(-1);
+  await spoiled.body.dump();
+  expect(spoiled.statusCode).toBe(200);
+  expect(origin.seen.at(-1)?.headers['x-vigil-decision']).toBe('REVIEW');
 });
 
 describe('/api/authz in `vigil api` with VIGIL_CONFIG', () => {
