@@ -126,10 +126,38 @@ export function caseWorkflowId(session: string | undefined | null, decisionId: s
   return session ? `session-${session}` : `decision-${decisionId}`;
 }
 
+// Decisions of one Idempotency-Key under way in this process, per set of deps: a second
+// request with the key waits for the first, then finds its record (the same request: its
+// answer; another: 409), instead of deciding beside it and storing a second answer.
+const keyedInFlight = new WeakMap<DecideDeps, Map<string, Promise<unknown>>>();
+
 export async function decide(
   deps: DecideDeps,
   request: DecisionRequest,
   opts: DecideOptions = {},
+): Promise<DecisionResponse> {
+  if (opts.idempotencyKey === undefined || opts.dryRun === true) {
+    return decideOnce(deps, request, opts);
+  }
+  let inFlight = keyedInFlight.get(deps);
+  if (!inFlight) keyedInFlight.set(deps, (inFlight = new Map<string, Promise<unknown>>()));
+  const key = opts.idempotencyKey;
+  for (let earlier = inFlight.get(key); earlier; earlier = inFlight.get(key)) {
+    await earlier.catch(() => {});
+  }
+  const p = decideOnce(deps, request, opts);
+  inFlight.set(key, p);
+  try {
+    return await p;
+  } finally {
+    if (inFlight.get(key) === p) inFlight.delete(key);
+  }
+}
+
+async function decideOnce(
+  deps: DecideDeps,
+  request: DecisionRequest,
+  opts: DecideOptions,
 ): Promise<DecisionResponse> {
   const t0 = deps.clock();
   const nowMs = deps.now();

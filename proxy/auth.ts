@@ -61,6 +61,12 @@ export interface CachedVerifierOptions {
   ttlMs?: number;
   /** Tokens remembered at most; the oldest is forgotten first. Default 1,000. */
   max?: number;
+  /**
+   * How long a token verified earlier is still taken while the store cannot be asked (it
+   * fails), ms. A store outage then stops only what needs the store (a REVIEW's outbox, the
+   * admin API), not every decision a second later. 0: never. Default 300,000.
+   */
+  staleIfErrorMs?: number;
   now?: () => number;
 }
 
@@ -82,10 +88,12 @@ export function cachedTokenVerifier(
 ): CachedVerifier {
   const ttlMs = Math.max(0, opts.ttlMs ?? 1_000);
   const max = Math.max(1, opts.max ?? 1_000);
+  const staleMs = Math.max(0, opts.staleIfErrorMs ?? 300_000);
   const now = opts.now ?? Date.now;
   // Keyed by the presented token: hashing it again per request is the cost being saved. Entries
-  // live at most ttlMs and the map is bounded, like the request headers that carried them.
-  const known = new Map<string, { principal: Principal; until: number }>();
+  // are fresh for ttlMs, then kept (bounded, like the request headers that carried them) only
+  // as the answer to give while the store fails.
+  const known = new Map<string, { principal: Principal; until: number; staleUntil: number }>();
   const inflight = new Map<string, Promise<Principal | undefined>>();
   // Bumped by invalidate: a lookup that started before a revocation must not be remembered.
   let epoch = 0;
@@ -93,13 +101,24 @@ export function cachedTokenVerifier(
   const lookup = (plaintext: string): Promise<Principal | undefined> => {
     const started = epoch;
     const p = verify(plaintext)
-      .then((principal) => {
-        if (principal && started === epoch && ttlMs > 0) {
-          if (known.size >= max) known.delete(known.keys().next().value!);
-          known.set(plaintext, { principal, until: now() + ttlMs });
-        }
-        return principal;
-      })
+      .then(
+        (principal) => {
+          if (!principal) known.delete(plaintext);
+          else if (started === epoch && ttlMs > 0) {
+            known.delete(plaintext);
+            if (known.size >= max) known.delete(known.keys().next().value!);
+            const t = now();
+            known.set(plaintext, { principal, until: t + ttlMs, staleUntil: t + staleMs });
+          }
+          return principal;
+        },
+        (err: unknown) => {
+          // The store failed, not the token: one verified lately still opens its scopes.
+          const last = started === epoch ? known.get(plaintext) : undefined;
+          if (last && last.staleUntil > now()) return last.principal;
+          throw err;
+        },
+      )
       .finally(() => {
         if (inflight.get(plaintext) === p) inflight.delete(plaintext);
       });
@@ -110,10 +129,7 @@ export function cachedTokenVerifier(
   return {
     verify: (plaintext) => {
       const hit = known.get(plaintext);
-      if (hit) {
-        if (hit.until > now()) return Promise.resolve(hit.principal);
-        known.delete(plaintext);
-      }
+      if (hit && hit.until > now()) return Promise.resolve(hit.principal);
       return inflight.get(plaintext) ?? lookup(plaintext);
     },
     invalidate: (tokenId) => {

@@ -4,7 +4,9 @@
 // transaction. `get` looks in memory first, so a client that reads its decision right after the
 // answer finds it. While the store fails, the writer retries with capped backoff and the buffer
 // stays bounded: past `maxBuffered`, the oldest waiting records are dropped and counted.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { StoreError } from './errors.ts';
+import { idTimeMs } from './ids.ts';
 import type { DecisionInsert, DecisionQuery, DecisionRow, ResolveResult, Store } from './store.ts';
 
 /** The shape the log needs of a decision record; decisions/ passes its DecisionRecord. */
@@ -24,6 +26,10 @@ export type DecisionLogStore = Pick<
   Store,
   'insertDecisions' | 'getDecision' | 'resolveDecision' | 'setFinalOutcome' | 'listDecisions'
 >;
+
+/** How long after its birth a decision id not found yet is looked for again, ms. */
+const RECENT_WAIT_MS = 500;
+const RECENT_POLL_MS = 10;
 
 export interface DecisionLogOptions {
   /** Longest time a record waits in memory when the store is healthy, ms. Default 25. */
@@ -131,11 +137,28 @@ export class DecisionLog<R extends DecisionLogRecord = DecisionLogRecord> {
   }
 
   /** The record as appended, with the stored resolution and final outcome laid over it. */
+  /**
+   * The decision, from memory or the store. An id minted in the last moments that is not found
+   * yet may be another instance's, still in its batch (up to flushIntervalMs plus the write):
+   * for it the store is asked again until RECENT_WAIT_MS after its birth, so a lifecycle event
+   * or a read sent to another instance right after the answer finds it.
+   */
   async get(id: string): Promise<R | undefined> {
     const mem = this.#pending.get(id) ?? this.#inflight.get(id);
     if (mem) return mem.record;
     const row = await this.#store.getDecision(id);
-    return row && recordOf<R>(row);
+    if (row) return recordOf<R>(row);
+    const born = idTimeMs(id);
+    if (born === undefined) return undefined;
+    const until = born + RECENT_WAIT_MS;
+    // A time far off is not a minted id's (ids derived from a key decode to noise).
+    if (Math.abs(Date.now() - born) > RECENT_WAIT_MS) return undefined;
+    while (Date.now() < until && !this.#closed) {
+      await sleep(RECENT_POLL_MS);
+      const again = await this.#store.getDecision(id);
+      if (again) return recordOf<R>(again);
+    }
+    return undefined;
   }
 
   /** The stored row (resolution and final outcome columns included), after any pending write. */

@@ -27,3 +27,20 @@ export function newId(prefix: string, nowMs: number = Date.now()): string {
   randomBytes(10).copy(buf, 6);
   return `${prefix}_${base32(buf)}`;
 }
+
+/**
+ * The creation time (ms) a `newId` carries in its first 48 bits; undefined for anything else.
+ * Ids derived from a key (idempotency) decode to a meaningless time: callers check it is near.
+ */
+export function idTimeMs(id: string): number | undefined {
+  const u = id.indexOf('_');
+  if (u < 0 || id.length - u - 1 < 10) return undefined;
+  let v = 0;
+  for (let i = u + 1; i < u + 11; i++) {
+    const d = ALPHABET.indexOf(id[i]!);
+    if (d < 0) return undefined;
+    v = v * 32 + d;
+  }
+  // 10 characters are 50 bits: the 48 of the time and 2 of the random part.
+  return Math.floor(v / 4);
+}

@@ -45,7 +45,18 @@ const types = {
         ) as unknown)) as pg.CustomTypesConfig['getTypeParser'],
 };
 
-class PostgresDriver implements SqlDriver {
+/**
+ * A checked-out client is no longer watched by the pool: a server that goes away between two
+ * of its queries (a restart, a terminated backend) emits 'error' on the client, and an 'error'
+ * event nobody listens to ends the process. Noted here instead; the next query fails and the
+ * client is released as broken. Returns the undo.
+ */
+function guard(client: pg.PoolClient, onError: (err: Error) => void): () => void {
+  client.on('error', onError);
+  return () => client.off('error', onError);
+}
+
+export class PostgresDriver implements SqlDriver {
   readonly dialect = 'postgres' as const;
   readonly skipLocked = ' FOR UPDATE SKIP LOCKED';
   #pool: pg.Pool;
@@ -151,6 +162,7 @@ class PostgresDriver implements SqlDriver {
       throw pgError(err);
     }
     let broken: Error | undefined;
+    const unguard = guard(client, (err) => (broken ??= err));
     try {
       await client.query('BEGIN');
       const result = await fn(this.#executor(client));
@@ -165,6 +177,7 @@ class PostgresDriver implements SqlDriver {
       }
       throw pgError(err);
     } finally {
+      unguard();
       client.release(broken);
     }
   }
@@ -365,6 +378,7 @@ export async function openPostgresStore(opts: PostgresOptions): Promise<Store> {
 async function migrate(pool: pg.Pool): Promise<void> {
   const client = await pool.connect();
   let broken: Error | undefined;
+  const unguard = guard(client, (err) => (broken ??= err));
   try {
     await client.query(
       "SELECT pg_advisory_lock(hashtext('vigil.migrations.' || current_schema()))",
@@ -400,6 +414,7 @@ async function migrate(pool: pg.Pool): Promise<void> {
     broken = err instanceof Error ? err : new Error(String(err));
     throw err;
   } finally {
+    unguard();
     client.release(broken);
   }
 }

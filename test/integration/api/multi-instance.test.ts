@@ -154,4 +154,46 @@ describe('two API instances on PostgreSQL and Redis', () => {
     // Shadow rules never decide.
     expect(answers.every((a) => a.body.decision === 'ALLOW')).toBe(true);
   });
+
+  it('concurrent requests with one Idempotency-Key on one instance: one decision, 409 for another body', async () => {
+    const body = { context: 'checkout', credential_fingerprint: `tok_${randomUUID()}` };
+    const send = async (payload: object, key: string) => {
+      const r = await request(`${urls[0]!}/api/decisions`, {
+        method: 'POST',
+        headers: {
+          authorization: `Bearer ${ADMIN}`,
+          'content-type': 'application/json',
+          'idempotency-key': key,
+        },
+        body: JSON.stringify(payload),
+      });
+      return { status: r.statusCode, body: (await r.body.json()) as Record<string, unknown> };
+    };
+    for (let i = 0; i < 5; i++) {
+      const same = await Promise.all([send(body, `same-${i}`), send(body, `same-${i}`)]);
+      expect(same.map((r) => r.status)).toEqual([200, 200]);
+      expect(same[0].body.id).toBe(same[1].body.id);
+      const other = await Promise.all([
+        send(body, `other-${i}`),
+        send({ ...body, metadata: { channel: 'web' } }, `other-${i}`),
+      ]);
+      expect(other.map((r) => r.status).sort()).toEqual([200, 409]);
+    }
+  });
+
+  it('a decision answered on one instance is found on the other right after', async () => {
+    for (let i = 0; i < 5; i++) {
+      const d = await call(urls[0]!, 'POST', '/api/decisions', { context: 'checkout' });
+      expect(d.status).toBe(200);
+      // Not yet in PostgreSQL (the log writes in batches): the other instance waits for it.
+      const read = await call(urls[1]!, 'GET', `/api/decisions/${d.body.id}`);
+      expect(read.status).toBe(200);
+      const ev = await call(urls[1]!, 'POST', '/api/events', {
+        type: 'capture',
+        decision_id: d.body.id,
+        occurred_at: new Date().toISOString(),
+      });
+      expect(ev.status).toBe(201);
+    }
+  });
 });

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BlacklistIndex } from '../../../storage/blacklist-index.ts';
+import { newId as newDecisionId } from '../../../decisions/ids.ts';
 import { DecisionLog } from '../../../storage/decision-log.ts';
 import { StoreError } from '../../../storage/errors.ts';
 import { MIGRATIONS } from '../../../storage/migrations.ts';
@@ -273,6 +274,23 @@ export function storeContract(target: Target): void {
         expect(log.stats()).toMatchObject({ buffered: 0, written: 1, dropped: 0 });
         await log.close();
         expect(appendMs).toBeLessThan(5);
+      });
+
+      it('another instance’s DecisionLog finds a decision minted a moment ago, once its batch is written', async () => {
+        const mine = new DecisionLog(store, { flushIntervalMs: 25 });
+        const theirs = new DecisionLog(other, { flushIntervalMs: 25 });
+        const id = newDecisionId('dec', Date.now());
+        const rec = record(id);
+        mine.append(rec);
+        // Not written yet when asked: the read waits for the batch instead of saying 404.
+        expect(await other.getDecision(id)).toBeUndefined();
+        expect((await theirs.get(id))?.response.id).toBe(id);
+        // An id of long ago (or one derived from a key) that is not there is not waited for.
+        const t0 = performance.now();
+        expect(await theirs.get(newDecisionId('dec', Date.now() - 60_000))).toBeUndefined();
+        expect(performance.now() - t0).toBeLessThan(100);
+        await mine.close();
+        await theirs.close();
       });
 
       it('a DecisionLog writes in the background in batches', async () => {

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { idFromKey, newId } from '../../../decisions/ids.ts';
+import { idTimeMs } from '../../../storage/ids.ts';
 
 // RFC 4648 bit order with Crockford-like lowercase letters (no i, l, o, u), written plainly.
 const ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
@@ -32,5 +33,13 @@ describe('decision ids', () => {
     const time = Buffer.alloc(6);
     time.writeUIntBE(t, 0, 6);
     expect(newId('dec', t).slice(4, 13)).toBe(reference(time).slice(0, 9));
+  });
+
+  it('gives back the time a new id carries', () => {
+    for (const t of [0, 1, 1_765_000_000_123, 2 ** 48 - 1])
+      expect(idTimeMs(newId('dec', t))).toBe(t);
+    expect(idTimeMs('dec_short')).toBeUndefined();
+    expect(idTimeMs('no-prefix')).toBeUndefined();
+    expect(idTimeMs('dec_iiiiiiiiiiiiiii')).toBeUndefined();
   });
 });

@@ -80,4 +80,45 @@ describe('cachedTokenVerifier', () => {
     await c.verify('good');
     expect(s.lookups()).toBe(3);
   });
+
+  it('while the store fails, takes a token verified lately, and only that', async () => {
+    let now = 0;
+    let down = false;
+    const s = store();
+    const verify = (t: string) =>
+      down ? Promise.reject(new Error('store unavailable')) : s.verify(t);
+    const c = cachedTokenVerifier(verify, { ttlMs: 1_000, staleIfErrorMs: 60_000, now: () => now });
+    await c.verify('good');
+    down = true;
+    now = 30_000;
+    // Past its TTL, asked again: the store fails, the earlier verification stands.
+    expect(await c.verify('good')).toMatchObject({ token_id: 'tok_1' });
+    // Never verified: the failure is the answer.
+    await expect(c.verify('other')).rejects.toThrow('store unavailable');
+    // Past staleIfErrorMs: no longer.
+    now = 61_000;
+    await expect(c.verify('good')).rejects.toThrow('store unavailable');
+  });
+
+  it('never serves a revoked token from its stale entry', async () => {
+    let now = 0;
+    let down = false;
+    const s = store();
+    const verify = (t: string) => (down ? Promise.reject(new Error('down')) : s.verify(t));
+    const c = cachedTokenVerifier(verify, { ttlMs: 1_000, now: () => now });
+    await c.verify('good');
+    // Revoked elsewhere, seen at the next lookup: the entry goes.
+    now = 2_000;
+    s.tokens.delete('good');
+    expect(await c.verify('good')).toBeUndefined();
+    down = true;
+    await expect(c.verify('good')).rejects.toThrow('down');
+    // Revoked through this process: gone at once.
+    down = false;
+    await c.verify('other');
+    c.invalidate('tok_2');
+    down = true;
+    now = 10_000;
+    await expect(c.verify('other')).rejects.toThrow('down');
+  });
 });
