@@ -4,13 +4,19 @@
 // dedupes decisions by id. While Temporal is unreachable the relay backs off (capped,
 // exponential) and keeps the items in the outbox.
 import type { Client } from '@temporalio/client';
-import { isGrpcServiceError } from '@temporalio/client';
+import {
+  WorkflowNotFoundError,
+  WorkflowUpdateFailedError,
+  WorkflowUpdateRPCTimeoutOrCancelledError,
+  isGrpcServiceError,
+} from '@temporalio/client';
 import { z } from 'zod';
 import {
   CASE_WORKFLOW,
   DEFAULT_TASK_QUEUE,
   caseWorkflowId,
   decisionSignal,
+  resolveUpdate,
   type CaseInput,
   type DecisionSignal,
 } from '../workflows/contracts.ts';
@@ -174,6 +180,22 @@ export async function handOffDecision(
 }
 
 class InvalidPayload extends Error {}
+/** This item could not go now (its case's worker did not take it in time); the rest goes on. */
+class RetryItem extends Error {}
+
+/**
+ * An analyst's resolution the API could not hand to the case (Temporal was unreachable): kept
+ * in the outbox beside the session's decisions, delivered as the case's `resolve` update.
+ */
+export const ResolvePayload = z.object({
+  workflow_id: z.string().min(1),
+  resolve: z.object({
+    decision_id: z.string().min(1),
+    resolution: z.enum(['accept', 'reject']),
+    note: z.string().optional(),
+  }),
+});
+export type ResolvePayload = z.infer<typeof ResolvePayload>;
 
 /** Temporal did not take a signal: the relay backs off as a whole. */
 export class TemporalUnreachable extends Error {}
@@ -206,7 +228,29 @@ export function createRelay(opts: RelayOptions): Relay {
     return Math.min(maxBackoff, initialBackoff * 2 ** Math.max(0, Math.min(failures - 1, 30)));
   }
 
+  async function deliverResolve(item: RelayItem, p: ResolvePayload): Promise<void> {
+    const workflowId = item.key || p.workflow_id;
+    try {
+      await opts.client.connection.withDeadline(now() + deliverTimeoutMs, () =>
+        opts.client.workflow.getHandle(workflowId).executeUpdate(resolveUpdate, {
+          args: [p.resolve],
+        }),
+      );
+    } catch (err) {
+      // The case said no (resolved meanwhile, closed, not its decision) or is gone: the
+      // decision record holds the resolution, and there is nothing left to deliver.
+      if (err instanceof WorkflowUpdateFailedError || err instanceof WorkflowNotFoundError) return;
+      // Temporal answered but the case did not take the update in time (its worker is down):
+      // this item waits, the decisions behind other keys do not.
+      if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError)
+        throw new RetryItem(message(err));
+      throw err;
+    }
+  }
+
   async function deliver(item: RelayItem): Promise<void> {
+    const resolve = ResolvePayload.safeParse(item.payload);
+    if (resolve.success) return deliverResolve(item, resolve.data);
     const parsed = HandoffPayload.safeParse(item.payload);
     if (!parsed.success) throw new InvalidPayload(`not a handoff: ${parsed.error.message}`);
     const signal = toDecisionSignal(parsed.data);
@@ -251,7 +295,7 @@ export function createRelay(opts: RelayOptions): Relay {
             if (err instanceof InvalidPayload) {
               m.invalid_total += 1;
               retryLater.push({ item, error: message(err), at: now() + maxBackoff });
-            } else if (isItemLevel(err)) {
+            } else if (isItemLevel(err) || err instanceof RetryItem) {
               retryLater.push({
                 item,
                 error: message(err),

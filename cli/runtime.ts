@@ -154,6 +154,13 @@ const RESOLVE_UPDATE_TIMEOUT_MS = 10_000;
 /** A lifecycle event's signal into its case: the answer waits for it, so not long. */
 const SIGNAL_TIMEOUT_MS = 5_000;
 
+/** The case itself answered (refused the update, or is no more); not an unreachable Temporal. */
+function caseAnswered(err: unknown): boolean {
+  // By name: @temporalio/client is loaded only once Temporal is called (it is not, here).
+  const name = (err as { name?: unknown } | null)?.name;
+  return name === 'WorkflowUpdateFailedError' || name === 'WorkflowNotFoundError';
+}
+
 function isAlreadyResolved(err: unknown): boolean {
   for (let e: unknown = err; e; e = (e as { cause?: unknown }).cause) {
     if ((e as { type?: unknown }).type === RESOLVE_REFUSED.alreadyResolved) return true;
@@ -417,13 +424,13 @@ export async function buildRuntime(
             const workflowId = record.response.workflow_id;
             if (workflowId && temporal) {
               // The case's update validator refuses a second resolve before it reaches history,
-              // so the case is the one place that says "once". Unreachable Temporal: the record
-              // below still resolves once, and the case learns of it when it asks.
+              // so the case is the one place that says "once".
+              const args = { decision_id: id, resolution, ...(note ? { note } : {}) };
               try {
                 await temporal.call(
                   (client) =>
                     client.workflow.getHandle(workflowId).executeUpdate(resolveUpdate, {
-                      args: [{ decision_id: id, resolution, ...(note ? { note } : {}) }],
+                      args: [args],
                     }),
                   RESOLVE_UPDATE_TIMEOUT_MS,
                 );
@@ -431,8 +438,23 @@ export async function buildRuntime(
                 return 'ok';
               } catch (err) {
                 if (isAlreadyResolved(err)) return 'already_resolved';
+                if (!caseAnswered(err)) {
+                  // Temporal (or the case's worker) did not answer: the resolution is kept in
+                  // the outbox behind the session's decisions, and the relay hands it to the
+                  // case when it can. The record says resolved at once (200 once, 409 after).
+                  const r = await decisionLog.resolve(id, resolution, note ?? null);
+                  if (r === 'ok') {
+                    await store.enqueue({
+                      kind: 'case_resolve',
+                      key: workflowId,
+                      payload: { workflow_id: workflowId, resolve: args },
+                    });
+                  }
+                  return r;
+                }
               }
             }
+            // No case, or the case refused (closed without a resolution): the record only.
             return decisionLog.resolve(id, resolution, note ?? null);
           },
         },

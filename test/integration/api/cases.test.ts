@@ -366,6 +366,23 @@ describe('a case opened by a REVIEW decision', () => {
   });
 });
 
+describe('a resolution Temporal could not take at once', () => {
+  it('kept in the outbox, reaches the case through the relay', async () => {
+    const session = `sess_r_${tag}`;
+    const d = await decide(session, 160000, '7777');
+    const workflowId = `session-${session}`;
+    await caseWhere(workflowId, (v) => v.status === 'open' && v.decisions.length === 1, 'the case');
+    // What the API keeps when the update cannot reach the case (see the unreachable test).
+    await rt.store.enqueue({
+      kind: 'case_resolve',
+      key: workflowId,
+      payload: { workflow_id: workflowId, resolve: { decision_id: d.id, resolution: 'accept' } },
+    });
+    const c = await caseWhere(workflowId, (v) => v.status === 'resolved', 'the case to resolve');
+    expect(c.resolution).toMatchObject({ resolution: 'accept', decision_id: d.id });
+  });
+});
+
 describe('the list', () => {
   it('shows a case that continued as new once, and pages with a cursor', async () => {
     const workflowId = `session-can_${tag}`;
@@ -468,6 +485,46 @@ describe('Temporal unreachable', () => {
         expect(r.body.error).toBe('temporal_unavailable');
         expect(Date.now() - t0).toBeLessThan(3_000);
       }
+    } finally {
+      await dead.close();
+      rmSync(deadDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a resolve answers 200 once and keeps the resolution for the case in the outbox', async () => {
+    const deadDir = mkdtempSync(path.join(tmpdir(), 'vigil-cases-dead-'));
+    const address = `127.0.0.1:${await closedPort()}`;
+    const dead = await buildRuntime(
+      loadConfig({ VIGIL_DATA_DIR: deadDir, VIGIL_ADMIN_TOKEN: ADMIN, TEMPORAL_ADDRESS: address }),
+      { serveApi: true, temporalAddress: address },
+    );
+    try {
+      const created = await call('POST', '/api/admin/rulesets', RULESET, ADMIN, dead);
+      await call('POST', `/api/admin/rulesets/${created.body.id}/activate`, undefined, ADMIN, dead);
+      const d = await call('POST', '/api/decisions', decision(`sess_dead_${tag}`), ADMIN, dead);
+      expect(d.body.decision).toBe('REVIEW');
+      const r = await call(
+        'POST',
+        `/api/decisions/${d.body.id}/resolve`,
+        { resolution: 'reject' },
+        ADMIN,
+        dead,
+      );
+      expect(r.status).toBe(200);
+      const again = await call(
+        'POST',
+        `/api/decisions/${d.body.id}/resolve`,
+        { resolution: 'accept' },
+        ADMIN,
+        dead,
+      );
+      expect(again.status).toBe(409);
+      const items = (await dead.store.claim(100, 1)).filter((i) => i.kind === 'case_resolve');
+      expect(items).toHaveLength(1);
+      expect(items[0]).toMatchObject({
+        key: d.body.workflow_id,
+        payload: { resolve: { decision_id: d.body.id, resolution: 'reject' } },
+      });
     } finally {
       await dead.close();
       rmSync(deadDir, { recursive: true, force: true });
