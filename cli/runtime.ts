@@ -150,7 +150,8 @@ function toActive(rows: RulesetRow[]) {
 }
 
 /** A resolve waits for the case to accept its update; past this the record alone resolves. */
-const RESOLVE_UPDATE_TIMEOUT_MS = 10_000;
+// Past it the resolution waits in the outbox for the relay (the answer does not wait longer).
+const RESOLVE_UPDATE_TIMEOUT_MS = 5_000;
 /** A lifecycle event's signal into its case: the answer waits for it, so not long. */
 const SIGNAL_TIMEOUT_MS = 5_000;
 
