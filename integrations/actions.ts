@@ -79,6 +79,21 @@ export function createActionInvoker(opts: ActionInvokerOptions) {
       if (loaded.kind.lookup) {
         const lk = loaded.kind.lookup(call);
         const res = await send(loaded, lk.request, req.signal);
+        if (res.status < 200 || res.status >= 300) {
+          // Creating anyway could open the duplicate the lookup is there to prevent: the step
+          // fails, retryable by its status, after the Retry-After of a 429/503 (Jira's search
+          // is the most rate-limited call of a ticket).
+          const e = statusError(res, opts.now());
+          throw new IntegrationError(
+            'lookup_failed',
+            `${loaded.kind.name} lookup answered HTTP ${res.status}`,
+            {
+              retryable: e.retryable,
+              status: res.status,
+              ...(e.retryAfterMs !== undefined ? { retryAfterMs: e.retryAfterMs } : {}),
+            },
+          );
+        }
         const ref = lk.found(res.status, bodyOf(res));
         if (ref !== undefined) return { status: res.status, ref };
       }

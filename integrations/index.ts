@@ -120,6 +120,16 @@ const TOOK_PART = new Set(['ok', 'error', undefined]);
 
 const EDITION = 'edition_required';
 
+/** scheme://host:port of a base_url, to tell whether secrets would go elsewhere. */
+function originOf(v: unknown): string | undefined {
+  if (typeof v !== 'string') return undefined;
+  try {
+    return new URL(v).origin;
+  } catch {
+    return undefined;
+  }
+}
+
 export function createIntegrations(opts: IntegrationsOptions): Integrations {
   const now = opts.now ?? Date.now;
   const core = opts.edition === 'core';
@@ -167,9 +177,20 @@ export function createIntegrations(opts: IntegrationsOptions): Integrations {
     // so a secret setting with a format (a webhook URL) is checked as the value it stands for.
     const doc = structuredClone(input);
     const issues: Issue[] = [];
+    // A kept secret goes only where it went before: else a token that may write but not read
+    // could send every stored credential to a host of its own by changing base_url alone.
+    const movedFrom = originOf(getAt(existing?.document, 'base_url'));
+    const moved = movedFrom !== originOf(getAt(doc, 'base_url'));
     for (const p of paths) {
       if (getAt(doc, p) !== REDACTED) continue;
       const stored = getAt(existing?.document, p);
+      if (isEncrypted(stored) && moved) {
+        issues.push({
+          path: p,
+          message: `"***" keeps the stored secret only while base_url stays on ${movedFrom ?? 'its host'}: send the value again`,
+        });
+        continue;
+      }
       if (!isEncrypted(stored)) {
         issues.push({
           path: p,

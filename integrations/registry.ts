@@ -90,8 +90,16 @@ export function decryptDocument(box: SecretBox, slug: string, stored: unknown): 
   return doc;
 }
 
+/** How long a call waits for the row to be read again after the TTL, ms. */
+const FRESH_WAIT_MS = 50;
+/** How long a replaced integration's connection pool lives on for calls that took it. */
+const RETIRE_AFTER_MS = 30_000;
+const delay = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
+
 export class IntegrationRegistry {
   readonly #entries = new Map<string, Entry>();
+  /** Pools of replaced integrations, closed a while later (or at close). */
+  readonly #retired = new Set<LoadedIntegration['http']>();
   readonly #opts: RegistryOptions;
   readonly #ttl: number;
   #closed = false;
@@ -109,9 +117,16 @@ export class IntegrationRegistry {
       e.refreshing ??= this.#refresh(slug).finally(() => {
         e.refreshing = undefined;
       });
-      if (e.loaded) return e.loaded;
-      await e.refreshing;
-      return this.#entries.get(slug)?.loaded;
+      if (!e.loaded) {
+        await e.refreshing;
+        return this.#entries.get(slug)?.loaded;
+      }
+      // Past its TTL the row is read again before use, so an edit (a moved base_url, a rotated
+      // secret) applies to the next call; answering with the old one while reloading sent the
+      // first call after every edit to the old host. Only a store slower than this keeps the
+      // old one for that call, as a store that fails does.
+      await Promise.race([e.refreshing, delay(FRESH_WAIT_MS)]);
+      return this.#entries.get(slug)?.loaded ?? e.loaded;
     }
     await this.#refresh(slug);
     return this.#entries.get(slug)?.loaded;
@@ -134,9 +149,14 @@ export class IntegrationRegistry {
     this.#closed = true;
     const all = [...this.#entries.values()];
     this.#entries.clear();
-    await Promise.all(
-      all.map((e) => (e.loaded && !isBroken(e.loaded) ? e.loaded.http.close() : Promise.resolve())),
-    );
+    const retired = [...this.#retired];
+    this.#retired.clear();
+    await Promise.all([
+      ...all.map((e) =>
+        e.loaded && !isBroken(e.loaded) ? e.loaded.http.close() : Promise.resolve(),
+      ),
+      ...retired.map((h) => h.close()),
+    ]);
   }
 
   async #refresh(slug: string): Promise<void> {
@@ -169,8 +189,16 @@ export class IntegrationRegistry {
   }
 
   #retire(loaded: Loaded | undefined): void {
-    // close() lets requests in flight finish, then frees the sockets.
-    if (loaded && !isBroken(loaded)) void loaded.http.close();
+    // close() lets requests in flight finish, then frees the sockets; but a call that took the
+    // old one a moment ago may not have sent its request yet, and a closed pool refuses it
+    // (UND_ERR_CLOSED, a spurious `connection` failure): the old pool goes a while later.
+    if (loaded && !isBroken(loaded)) {
+      const http = loaded.http;
+      this.#retired.add(http);
+      setTimeout(() => {
+        if (this.#retired.delete(http)) void http.close();
+      }, RETIRE_AFTER_MS).unref();
+    }
   }
 
   #build(slug: string, stored: unknown, prev: Loaded | undefined): Loaded {

@@ -16,6 +16,7 @@ import {
   keyToken,
   lookupFailed,
   parsedBody,
+  requiredText,
   settingsOf,
   text,
   truncate,
@@ -84,7 +85,7 @@ export const jiraKind: IntegrationKind = {
     const action = actionOf('jira', jiraAction, call);
     const { declared } = action;
     const summary = truncate(
-      text(field(action, 'summary')).replace(/\s+/g, ' ').trim(),
+      requiredText(action, 'summary', call).replace(/\s+/g, ' ').trim(),
       SUMMARY_MAX,
     );
     const labels = [...new Set([...declared.labels, jiraIdempotencyLabel(call.idempotencyKey)])];

@@ -10,8 +10,8 @@ import {
   jsonRequest,
   keyToken,
   parsedBody,
+  requiredText,
   settingsOf,
-  text,
   truncate,
   VISIBLE_ASCII,
 } from './util.ts';
@@ -66,7 +66,7 @@ export const pagerdutyKind: IntegrationKind = {
     const action = actionOf('pagerduty', pagerdutyAction, call);
     const { declared } = action;
     const payload: Record<string, unknown> = {
-      summary: truncate(text(field(action, 'summary')), SUMMARY_MAX),
+      summary: truncate(requiredText(action, 'summary', call), SUMMARY_MAX),
       severity: declared.severity,
       timestamp: new Date(call.nowMs).toISOString(),
     };

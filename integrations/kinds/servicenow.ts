@@ -13,6 +13,7 @@ import {
   keyToken,
   lookupFailed,
   parsedBody,
+  requiredText,
   settingsOf,
   text,
   truncate,
@@ -60,7 +61,7 @@ export const servicenowKind: IntegrationKind = {
     const action = actionOf('servicenow', servicenowAction, call);
     const { declared } = action;
     const body: Record<string, unknown> = {
-      short_description: truncate(text(field(action, 'short_description')), SHORT_MAX),
+      short_description: truncate(requiredText(action, 'short_description', call), SHORT_MAX),
       description: text(field(action, 'description')),
       urgency: String(declared.urgency),
       impact: String(declared.impact),
@@ -74,9 +75,10 @@ export const servicenowKind: IntegrationKind = {
   },
   lookup(call: ActionCall): Lookup {
     settingsOf('servicenow', servicenowSettings, call.settings);
-    // The token's characters (TOKEN_CHARS) hold no `^`, the encoded-query separator.
+    // The token's characters (TOKEN_CHARS) hold no `^`, the encoded-query separator. The oldest
+    // match: if two creates ever raced, every retry settles on the same incident.
     const query =
-      `sysparm_query=${encodeURIComponent(`correlation_id=${servicenowCorrelationId(call.idempotencyKey)}`)}` +
+      `sysparm_query=${encodeURIComponent(`correlation_id=${servicenowCorrelationId(call.idempotencyKey)}^ORDERBYsys_created_on`)}` +
       '&sysparm_limit=1&sysparm_fields=sys_id%2Cnumber';
     return {
       request: getRequest(`${INCIDENTS}?${query}`),

@@ -3,7 +3,15 @@
 // Incoming webhooks take no idempotency key: a retry after a lost answer can post twice.
 import { z } from 'zod';
 import type { ActionCall, IntegrationKind, OutboundRequest } from './kind.ts';
-import { actionOf, field, jsonRequest, settingsOf, text, truncate } from './util.ts';
+import {
+  actionOf,
+  field,
+  jsonRequest,
+  requiredText,
+  settingsOf,
+  truncate,
+  withoutHoles,
+} from './util.ts';
 
 export const slackSettings = z.strictObject({
   webhook_path: z
@@ -38,10 +46,10 @@ export const slackKind: IntegrationKind = {
   build(call: ActionCall): OutboundRequest {
     const action = actionOf('slack', slackAction, call);
     const body: Record<string, unknown> = {
-      text: truncate(text(field(action, 'text')), TEXT_MAX),
+      text: truncate(requiredText(action, 'text', call), TEXT_MAX),
     };
     const blocks = field(action, 'blocks');
-    if (Array.isArray(blocks)) body.blocks = blocks;
+    if (Array.isArray(blocks)) body.blocks = withoutHoles(blocks);
     return message(call.settings, body);
   },
   // Slack answers the plain text `ok`: nothing to reference.

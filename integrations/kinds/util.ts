@@ -74,6 +74,33 @@ export function text(v: unknown, fallback = ''): string {
   return JSON.stringify(v);
 }
 
+/**
+ * A field the receiving API requires non-blank (Slack `text`, a PagerDuty or Jira summary, a
+ * ServiceNow short description), as rendered. A template whose values were all missing renders
+ * blank, and the API would refuse it with a 4xx that is never retried: no alert, no ticket. A
+ * blank one becomes a line naming the case and step instead (`idempotencyKey` is
+ * `{workflow_id}:{opened_by}:{step}`).
+ */
+export function requiredText(
+  a: { rendered: Record<string, unknown> },
+  name: string,
+  call: Pick<ActionCall, 'idempotencyKey'>,
+): string {
+  const t = text(field(a, name));
+  return t.trim() !== '' ? t : `Vigil: ${call.idempotencyKey}`;
+}
+
+/** JSON with the holes a missing template value leaves in arrays (null) taken out. */
+export function withoutHoles(v: unknown): unknown {
+  if (Array.isArray(v)) return v.filter((x) => x !== null && x !== undefined).map(withoutHoles);
+  if (isRecord(v)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, x] of Object.entries(v)) if (x !== undefined) out[k] = withoutHoles(x);
+    return out;
+  }
+  return v;
+}
+
 export function truncate(s: string, max: number): string {
   if (s.length <= max) return s;
   // Whole code points only: a cut surrogate pair is invalid text to most APIs.

@@ -116,6 +116,16 @@ describe('integration documents', () => {
     expect(server.requests.at(-1)!.headers.authorization).toBe(`Bearer ${TOKEN}`);
   });
 
+  it('"***" does not keep a secret for another host: a write scope cannot send it elsewhere', async () => {
+    const shown = (await integ.get('acme')) as any;
+    const moved = await integ.put('acme', { ...shown, base_url: 'http://127.0.0.1:9' });
+    expect(moved).toMatchObject({ ok: false, error: 'invalid_integration' });
+    expect(!moved.ok && moved.issues.map((i) => i.path)).toEqual(['auth.token']);
+    // Still the old document, the old host and the old secret.
+    await integ.callBackend({ integration: 'acme', backend_id: 'score', context: ctx });
+    expect(server.requests.at(-1)!.headers.authorization).toBe(`Bearer ${TOKEN}`);
+  });
+
   it('"***" where nothing is stored is refused, and nothing is stored', async () => {
     const r = await integ.put('fresh', doc({ auth: { type: 'bearer', token: '***' } }));
     expect(r).toMatchObject({ ok: false, error: 'invalid_integration' });
@@ -224,6 +234,42 @@ describe('actions', () => {
       code: 'unknown_integration',
       retryable: false,
     });
+  });
+});
+
+describe('look-before-create', () => {
+  it('a lookup answered 429 fails the step with its Retry-After, and creates nothing', async () => {
+    server.route('/rest/api/3/search/jql', (_q, r) => {
+      r.writeHead(429, { 'retry-after': '4', 'content-type': 'application/json' });
+      r.end('{}');
+    });
+    const put = await integ.put('jira-rl', {
+      kind: 'jira',
+      base_url: server.origin,
+      auth: { type: 'basic', username: 'bot@acme.example', password: 'jira-token' },
+      settings: { project_key: 'FRAUD' },
+      actions: [{ action_id: 'create-issue', summary: 'Review {{decision.id}}' }],
+    });
+    expect(put.ok).toBe(true);
+    const before = server.requests.filter((x) => x.path === '/rest/api/3/issue').length;
+    const err = await integ
+      .invokeAction({
+        integration: 'jira-rl',
+        action_id: 'create-issue',
+        context: { decision: { id: 'dec_9' } },
+        idempotencyKey: 'session-s9:dec_9:ticket',
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e as any,
+      );
+    expect(err).toMatchObject({
+      code: 'lookup_failed',
+      status: 429,
+      retryable: true,
+      retryAfterMs: 4_000,
+    });
+    expect(server.requests.filter((x) => x.path === '/rest/api/3/issue').length).toBe(before);
   });
 });
 
@@ -406,7 +452,7 @@ describe('secrets never leak', () => {
 });
 
 describe('the per-process cache', () => {
-  it("another process's edit is seen within its TTL", async () => {
+  it("another process's edit applies to its first call after the TTL", async () => {
     const second = createIntegrations({
       store,
       secretKey: key,
@@ -421,9 +467,9 @@ describe('the per-process cache', () => {
       shown.backends[0].path = '/decline';
       expect((await integ.put('acme', shown)).ok).toBe(true);
       await new Promise((r) => setTimeout(r, 80));
-      // The stale entry answers once while it is re-read, then the edit is in.
-      await call();
-      await new Promise((r) => setTimeout(r, 20));
+      // Past the TTL the next call already has the edit: the row is read again before use
+      // (the old entry answered once more, sending the first call after an edit to the old
+      // host with the old secret).
       expect(await call()).toMatchObject({ outcome: 'BLOCK' });
       expect(await integ.delete('acme')).toBe(true);
       expect(

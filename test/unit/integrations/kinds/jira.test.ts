@@ -183,4 +183,11 @@ describe('jira kind (Jira Cloud REST v3)', () => {
       expect.objectContaining({ code: 'invalid_settings' }),
     );
   });
+
+  it('a summary that rendered blank names the case and step (the API refuses a blank one)', () => {
+    const c = call();
+    const req = jiraKind.build({ ...c, payload: { ...(c.payload as object), summary: '' } });
+    const b = JSON.parse(req.body as string);
+    expect(b.fields.summary).toBe(`Vigil: ${c.idempotencyKey}`);
+  });
 });

@@ -144,4 +144,11 @@ describe('pagerduty kind (Events API v2)', () => {
       expect(JSON.stringify(thrown)).not.toContain(ROUTING_KEY);
     }
   });
+
+  it('a summary that rendered blank names the case and step (the API refuses a blank one)', () => {
+    const c = call();
+    const req = pagerdutyKind.build({ ...c, payload: { ...(c.payload as object), summary: '' } });
+    const b = JSON.parse(req.body as string);
+    expect(b.payload.summary).toBe(`Vigil: ${c.idempotencyKey}`);
+  });
 });

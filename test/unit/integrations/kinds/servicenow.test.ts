@@ -52,7 +52,7 @@ describe('servicenow kind (Table API)', () => {
     const search = nock(BASE, { reqheaders: { accept: 'application/json' } })
       .get('/api/now/table/incident')
       .query({
-        sysparm_query: `correlation_id=${IDEM}`,
+        sysparm_query: `correlation_id=${IDEM}^ORDERBYsys_created_on`,
         sysparm_limit: '1',
         sysparm_fields: 'sys_id,number',
       })
@@ -119,7 +119,7 @@ describe('servicenow kind (Table API)', () => {
     expect(token).toMatch(/^sha256-[0-9a-f]{64}$/);
     expect(corr(call({ idempotencyKey: evil }))).toBe(token);
     const q = new URL(BASE + servicenowKind.lookup!(call({ idempotencyKey: evil })).request.path);
-    expect(q.searchParams.get('sysparm_query')).toBe(`correlation_id=${token}`);
+    expect(q.searchParams.get('sysparm_query')).toBe(`correlation_id=${token}^ORDERBYsys_created_on`);
     const long = 'session-' + 'y'.repeat(120) + ':dec_1:ticket';
     expect(servicenowCorrelationId(long).length).toBeLessThanOrEqual(100);
     expect(servicenowCorrelationId(long)).toBe(servicenowCorrelationId(long));
@@ -162,5 +162,15 @@ describe('servicenow kind (Table API)', () => {
       servicenowKind.action.safeParse({ short_description: 's', correlation_id: 'x' }).success,
     ).toBe(false);
     expect(servicenowKind.settings.safeParse({ password: 'x' }).success).toBe(false);
+  });
+
+  it('a short_description that rendered blank names the case and step (the API refuses a blank one)', () => {
+    const c = call();
+    const req = servicenowKind.build({
+      ...c,
+      payload: { ...(c.payload as object), short_description: '' },
+    });
+    const b = JSON.parse(req.body as string);
+    expect(b.short_description).toBe(`Vigil: ${c.idempotencyKey}`);
   });
 });

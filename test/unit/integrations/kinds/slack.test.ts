@@ -113,4 +113,19 @@ describe('slack kind (incoming webhook)', () => {
     expect(slackKind.settings.safeParse({ webhook_path: HOOK, channel: '#x' }).success).toBe(false);
     expect(slackKind.action.safeParse({ text: 'x', channel: '#x' }).success).toBe(false);
   });
+
+  it('a text that rendered blank names the case and step (Slack refuses no_text); holes leave blocks', () => {
+    const req = slackKind.build(
+      call({
+        payload: {
+          text: '  ',
+          blocks: [{ type: 'context', elements: [null, { type: 'mrkdwn', text: 'x' }] }],
+        },
+      }),
+    );
+    expect(JSON.parse(req.body as string)).toEqual({
+      text: 'Vigil: session-s1:dec_1:alert',
+      blocks: [{ type: 'context', elements: [{ type: 'mrkdwn', text: 'x' }] }],
+    });
+  });
 });
