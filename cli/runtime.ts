@@ -548,6 +548,7 @@ export async function buildRuntime(
         {
           create: (t) => store.createToken(t),
           revoke: (id) => store.revokeToken(id),
+          scopesOf: async (id) => (await store.listTokens()).find((t) => t.id === id)?.scopes,
         },
         (id) => tokenCache.invalidate(id),
       ),
@@ -694,6 +695,10 @@ function demoRoutes(originUrl: string): object {
 }
 
 export async function runRoles(config: Config, roles: Roles): Promise<number> {
+  // The data dir holds decision contexts (emails, IPs, fingerprints) and the embedded Temporal's
+  // case data: what Vigil creates there is its user's alone (0700 dirs, 0600 files), children
+  // (the dev server) included. A dir that exists keeps its mode.
+  process.umask(0o077);
   // Checked before anything starts: a bad routes file would otherwise only show as proxy
   // workers that crash-loop behind a primary whose API is up.
   if (roles.proxy && config.routesFile) loadRoutesFileSync(config.routesFile);

@@ -29,7 +29,10 @@ const RE = {
  * A value that could be a card number: 12 to 19 digits passing the Luhn check. Format-preserving
  * tokens are made to fail Luhn precisely so they are never taken for a card, so they pass.
  */
-export function looksLikePan(v: string): boolean {
+export function looksLikePan(raw: string): boolean {
+  // Grouped the way cards are written (4111-1111-1111-1111, 4111.1111…, 4111_1111…): the same
+  // number. Only when nothing but digits and separators: a token that merely holds digits is not.
+  const v = PAN_GROUPED.test(raw) ? raw.replace(/[ ._-]/g, '') : raw;
   if (!RE.pan.test(v)) return false;
   let sum = 0;
   for (let i = v.length - 1, odd = false; i >= 0; i--, odd = !odd) {
@@ -42,6 +45,7 @@ export function looksLikePan(v: string): boolean {
   }
   return sum % 10 === 0;
 }
+const PAN_GROUPED = /^\d[\d ._-]*\d$/;
 const PAN_AS_FINGERPRINT =
   'looks like a card number: send it as credential {"type": "pan"} (allowed at VIGIL_PCI_LEVEL SAQ_D or ROC), or send a token';
 

@@ -7,7 +7,7 @@ import { IntegrationError, isIntegrationError } from './errors.ts';
 import { parseJson, statusError, type HttpResponse } from './http.ts';
 import type { ActionCall, OutboundRequest } from './kinds/kind.ts';
 import { isBroken, type IntegrationRegistry, type LoadedIntegration } from './registry.ts';
-import { renderAction } from './template.ts';
+import { renderAction, renderString } from './template.ts';
 
 /** activities/deps.ts InvokeActionRequest / InvokeActionResult, declared structurally. */
 export interface InvokeActionRequest {
@@ -71,7 +71,7 @@ export function createActionInvoker(opts: ActionInvokerOptions) {
     const call: ActionCall = {
       settings: loaded.doc.settings,
       action,
-      payload: renderAction(fields, req.context),
+      payload: renderPayload(fields, req.context),
       idempotencyKey: req.idempotencyKey,
       nowMs: opts.now(),
     };
@@ -120,6 +120,19 @@ export function createActionInvoker(opts: ActionInvokerOptions) {
       );
     }
   };
+}
+
+/**
+ * The action rendered against the case. A placeholder in a `path` is one path segment's worth
+ * of text, percent-encoded: a customer id such as `../../admin/users/1/delete?x=` must not
+ * walk the third party's URL space with the integration's credentials.
+ */
+function renderPayload(fields: Record<string, unknown>, ctx: unknown): unknown {
+  const payload = renderAction(fields, ctx);
+  if (typeof fields.path === 'string' && payload !== null && typeof payload === 'object') {
+    (payload as Record<string, unknown>).path = renderString(fields.path, ctx, encodeURIComponent);
+  }
+  return payload;
 }
 
 /** A JSON answer parsed; other answers as (bounded) text; none as undefined. */

@@ -73,9 +73,13 @@ function asText(v: unknown): string {
   return JSON.stringify(v);
 }
 
-export function renderString(s: string, ctx: unknown): string {
+export function renderString(
+  s: string,
+  ctx: unknown,
+  encode: (value: string) => string = (v) => v,
+): string {
   if (!s.includes('{{')) return s;
-  return s.replace(PLACEHOLDER, (_m, name: string) => asText(lookupDotted(ctx, name)));
+  return s.replace(PLACEHOLDER, (_m, name: string) => encode(asText(lookupDotted(ctx, name))));
 }
 
 /** Renders an action template against the action's context. */

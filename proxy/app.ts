@@ -26,6 +26,15 @@ export const API_LIMITS = {
   connectionTimeoutMs: 60_000,
   keepAliveTimeoutMs: 10_000,
   maxHeaderSize: 16 * 1024,
+  /**
+   * Headers of an API call arrive in milliseconds; Node's default (60 s, checked every 30 s)
+   * let a client holding connections open with a header line now and then exhaust the file
+   * descriptors.
+   */
+  headersTimeoutMs: 10_000,
+  connectionsCheckingIntervalMs: 1_000,
+  /** Past it new connections are refused at once, before the process runs out of descriptors. */
+  maxConnections: 10_000,
 } as const;
 
 export type HealthState = 'up' | 'down' | 'degraded' | 'disabled';
@@ -81,6 +90,26 @@ const STATUS_TEXT: Record<number, string> = {
   431: 'Request Header Fields Too Large',
 };
 
+/** Deepest nesting of arrays and objects a JSON body may have. */
+export const MAX_DEPTH = 64;
+
+/** Whether `json` nests arrays/objects deeper than `max` (strings skipped, escapes honoured). */
+export function nestingExceeds(json: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < json.length; i++) {
+    const c = json.charCodeAt(i);
+    if (inString) {
+      if (c === 92 /* \\ */) i++;
+      else if (c === 34 /* " */) inString = false;
+    } else if (c === 34) inString = true;
+    else if (c === 123 /* { */ || c === 91 /* [ */) {
+      if (++depth > max) return true;
+    } else if (c === 125 /* } */ || c === 93 /* ] */) depth--;
+  }
+  return false;
+}
+
 export async function buildApp(opts: AppOptions): Promise<App> {
   const app = Fastify({
     logger: opts.logger ?? false,
@@ -89,7 +118,11 @@ export async function buildApp(opts: AppOptions): Promise<App> {
     connectionTimeout: API_LIMITS.connectionTimeoutMs,
     keepAliveTimeout: API_LIMITS.keepAliveTimeoutMs,
     routerOptions: { maxParamLength: 200 },
-    http: { maxHeaderSize: API_LIMITS.maxHeaderSize },
+    http: {
+      maxHeaderSize: API_LIMITS.maxHeaderSize,
+      headersTimeout: API_LIMITS.headersTimeoutMs,
+      connectionsCheckingInterval: API_LIMITS.connectionsCheckingIntervalMs,
+    },
     // The router's own refusals (a path parameter over maxParamLength, a malformed URL) answer
     // before any route: in the API's error shape, not fastify's `{statusCode, code}`.
     frameworkErrors: (err, _req, reply) => {
@@ -121,6 +154,21 @@ export async function buildApp(opts: AppOptions): Promise<App> {
       );
     },
   }).withTypeProvider<ZodTypeProvider>();
+  app.server.maxConnections = API_LIMITS.maxConnections;
+  // JSON nested thousands deep (a 1 MiB body allows ~500,000 levels) parses, then overflows the
+  // stack wherever it is copied or serialized: a BLOCK answered 500, an ALLOW never stored.
+  // Refused here, at the boundary, for every route. Bodies this small cannot nest that deep.
+  const parseJson = app.getDefaultJsonParser('error', 'error');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body: string, done) => {
+    if (body.length > MAX_DEPTH * 2 && nestingExceeds(body, MAX_DEPTH)) {
+      const err = Object.assign(new Error(`the JSON body nests deeper than ${MAX_DEPTH} levels`), {
+        statusCode: 400,
+      });
+      done(err, undefined);
+      return;
+    }
+    void parseJson(req, body, done);
+  });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -157,7 +157,11 @@ export async function authzRoutes(app: FastifyInstance, opts: AuthzOptions): Pro
     const mode = route?.mode ?? 'active';
     let status = 200;
     if (d === null) {
-      metrics.failOpen.inc({ context, reason: failOpen ?? 'error', source: 'authz' });
+      metrics.failOpen.inc({
+        context: labelled.label(context),
+        reason: failOpen ?? 'error',
+        source: 'authz',
+      });
       reply.header('x-vigil-fail-open', failOpen);
     } else {
       labelled.counter(context, d.decision, mode).inc();

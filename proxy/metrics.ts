@@ -1,6 +1,7 @@
 // Prometheus metrics of the API and decision path. One registry per process, passed to every
 // room that records something, served at /metrics.
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { MAX_CONTEXT_LABELS, boundedLabel } from './inline/metrics.ts';
 
 export interface ApiMetrics {
   registry: Registry;
@@ -71,27 +72,31 @@ export function decisionObserver(
   counterFailed: boolean;
 }) => void {
   type Children = {
+    context: string;
     engine: ReturnType<ApiMetrics['engineSeconds']['labels']>;
     total: ReturnType<ApiMetrics['decisionSeconds']['labels']>;
     byOutcome: Map<string, ReturnType<ApiMetrics['decisions']['labels']>>;
   };
   const byContext = new Map<string, Children>();
+  // A decision's context is whatever its caller sends: bounded as a label (boundedLabel).
+  const bound = boundedLabel(MAX_CONTEXT_LABELS);
   let counterUnavailable: ReturnType<ApiMetrics['failOpen']['labels']> | undefined;
   return (o) => {
     let c = byContext.get(o.context);
     if (!c) {
-      // Contexts are the rulesets' (a bounded set); a flood of unknown ones would be bounded here.
-      if (byContext.size >= 1_000) byContext.clear();
-      c = {
-        engine: metrics.engineSeconds.labels({ context: o.context }),
-        total: metrics.decisionSeconds.labels({ context: o.context }),
+      const context = bound(o.context);
+      if (byContext.size >= 2 * MAX_CONTEXT_LABELS) byContext.clear();
+      c = byContext.get(context) ?? {
+        context,
+        engine: metrics.engineSeconds.labels({ context }),
+        total: metrics.decisionSeconds.labels({ context }),
         byOutcome: new Map(),
       };
       byContext.set(o.context, c);
     }
     let d = c.byOutcome.get(o.outcome);
     if (!d) {
-      d = metrics.decisions.labels({ context: o.context, outcome: o.outcome });
+      d = metrics.decisions.labels({ context: c.context, outcome: o.outcome });
       c.byOutcome.set(o.outcome, d);
     }
     d.inc();

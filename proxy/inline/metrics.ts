@@ -167,17 +167,41 @@ export function proxyMetrics(registry: Registry): ProxyMetrics {
  * monitored request). Contexts and modes come from routes or a checked name, decisions from a
  * closed set; each map is cleared past 1,000 entries all the same.
  */
+/**
+ * Label values taken from requests (a decision's `context`, an authz path) are any string a
+ * caller sends: each new one is a series kept for the process's life, and a caller cycling
+ * through names grew /metrics to tens of MB and the heap by hundreds, stalling the process on
+ * every scrape. The first `max` values seen keep their own series; later ones share `_other`.
+ */
+export function boundedLabel(max: number): (value: string) => string {
+  const seen = new Set<string>();
+  return (value) => {
+    if (seen.has(value)) return value;
+    if (seen.size >= max) return OTHER_LABEL;
+    seen.add(value);
+    return value;
+  };
+}
+export const OTHER_LABEL = '_other';
+/** Contexts with a series of their own per process (rulesets' contexts are far fewer). */
+export const MAX_CONTEXT_LABELS = 200;
+
 export function decisionMetrics(
   metrics: ProxyMetrics,
   source: string,
 ): {
+  /** The context as a label value (bounded, see boundedLabel). */
+  label(context: string): string;
   timer(context: string): { observe(seconds: number): void };
   counter(context: string, decision: string, mode: string): { inc(): void };
 } {
   const timers = new Map<string, { observe(seconds: number): void }>();
   const counters = new Map<string, { inc(): void }>();
+  const bound = boundedLabel(MAX_CONTEXT_LABELS);
   return {
-    timer(context) {
+    label: bound,
+    timer(raw) {
+      const context = bound(raw);
       let t = timers.get(context);
       if (!t) {
         if (timers.size >= 1_000) timers.clear();
@@ -186,7 +210,8 @@ export function decisionMetrics(
       }
       return t;
     },
-    counter(context, decision, mode) {
+    counter(raw, decision, mode) {
+      const context = bound(raw);
       const key = `${context}\u0000${decision}\u0000${mode}`;
       let c = counters.get(key);
       if (!c) {

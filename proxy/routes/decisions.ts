@@ -60,13 +60,18 @@ export function decisionRoutes(deps: DecisionRouteDeps) {
         }
         const query = req.query as z.infer<typeof DecideQuery>;
         const key = req.headers['idempotency-key'];
+        if (key !== undefined && (typeof key !== 'string' || key.length < 1 || key.length > 200)) {
+          // Ignored, a retry would be a second decision, counted twice.
+          const message = 'one header of 1 to 200 characters';
+          throw new ApiError('invalid_request', `Idempotency-Key: ${message}`, {
+            issues: [{ path: 'Idempotency-Key', message }],
+          });
+        }
         const answer = await decide(deps.decide, parsed.data, {
           dryRun: query.dry_run === 'true',
           // Keys are the token's own: another client's key never finds this one's decision.
           idempotencyKey:
-            typeof key === 'string' && key.length > 0 && key.length <= 200
-              ? `${req.principal?.token_id ?? ''}\u0000${key}`
-              : undefined,
+            key === undefined ? undefined : `${req.principal?.token_id ?? ''}\u0000${key}`,
           source: 'api',
         });
         await writeBurst();

@@ -10,6 +10,8 @@ export interface TokenRepo {
     scopes: string[];
   }): Promise<{ id: string; name: string; scopes: string[]; token: string }>;
   revoke(id: string): Promise<boolean>;
+  /** The token's scopes (undefined if unknown), to hold a revocation to the same rule as a grant. */
+  scopesOf?(id: string): Promise<string[] | undefined>;
 }
 
 const CreateBody = z
@@ -51,6 +53,18 @@ export function tokenRoutes(repo: TokenRepo, onRevoked?: (id: string) => void) {
       { onRequest: write, schema: { tags: ['tokens'], params: IdParams } },
       async (req, reply) => {
         const { id } = req.params as z.infer<typeof IdParams>;
+        // As for a grant: a token revokes only tokens whose scopes it holds all of, or a
+        // token with admin:tokens:write alone could lock the admin out.
+        const target = await repo.scopesOf?.(id);
+        const held = req.principal?.scopes ?? [];
+        const beyond = (target ?? []).filter((sc) => !held.includes(sc));
+        if (beyond.length > 0) {
+          throw new ApiError(
+            'forbidden',
+            `a token can only revoke tokens whose scopes it holds; this one lacks ${beyond.join(', ')}`,
+            { scopes: beyond },
+          );
+        }
         if (!(await repo.revoke(id))) throw notFound('token', id);
         onRevoked?.(id);
         return reply.code(204).send();

@@ -165,6 +165,14 @@ describe('decisions API (embedded store)', () => {
     const other = await send({ ...body, transaction: { amount: 8 } });
     expect(other.statusCode).toBe(409);
     expect(JSON.parse(other.body).error).toBe('idempotency_key_reused');
+    const long = await rt.app.inject({
+      method: 'POST',
+      url: '/api/decisions',
+      headers: { ...auth(), 'idempotency-key': 'k'.repeat(201) },
+      payload: body,
+    });
+    expect(long.statusCode).toBe(400);
+    expect(JSON.parse(long.body).issues[0].path).toBe('Idempotency-Key');
     const t = await json('POST', '/api/admin/tokens', { name: 'k', scopes: ['decisions:write'] });
     const mine = await send(body, t.body.token as string);
     expect(mine.statusCode).toBe(200);
@@ -345,6 +353,52 @@ describe('decisions API (embedded store)', () => {
     expect(JSON.parse(raw.slice(raw.indexOf('\r\n\r\n') + 4))).toMatchObject({
       error: 'bad_request',
     });
+  });
+
+  it('cuts a client that drips header lines, within the headers timeout', async () => {
+    const { port } = new URL(base);
+    const t0 = Date.now();
+    const first = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(Number(port), '127.0.0.1');
+      let out = '';
+      const drip = setInterval(() => sock.writable && sock.write('X-Slow: 1\r\n'), 500);
+      sock.on('data', (b) => (out += b.toString()));
+      sock.on('close', () => {
+        clearInterval(drip);
+        resolve(out.split('\r\n')[0] ?? '');
+      });
+      sock.on('error', reject);
+      sock.write('POST /api/decisions HTTP/1.1\r\nHost: x\r\n');
+    });
+    expect(first).toMatch(/^HTTP\/1\.1 408/);
+    // 10 s of headers, checked every second (Node's defaults: 60 s, every 30 s).
+    expect(Date.now() - t0).toBeLessThan(13_000);
+  }, 20_000);
+
+  it('refuses JSON nested deeper than 64 levels with 400, stores nothing; 60 levels decide', async () => {
+    const nest = (n: number) => `${'['.repeat(n)}1${']'.repeat(n)}`;
+    const send = (n: number) =>
+      rt.app.inject({
+        method: 'POST',
+        url: '/api/decisions',
+        headers: { ...auth(), 'content-type': 'application/json' },
+        payload: `{"context":"checkout","transaction":{"amount":150000},"items":[{"x":${nest(n)}}],"pad":"${' '.repeat(200)}"}`,
+      });
+    // Deep enough to overflow the stack where the record is stored: a REVIEW answered 500.
+    const deep = await send(10_000);
+    expect(deep.statusCode).toBe(400);
+    expect(JSON.parse(deep.body)).toMatchObject({ error: 'bad_request' });
+    const ok = await send(60);
+    expect(ok.statusCode).toBe(200);
+    expect(JSON.parse(ok.body).decision).toBe('REVIEW');
+    // Brackets inside strings are text, not nesting.
+    const text = await rt.app.inject({
+      method: 'POST',
+      url: '/api/decisions',
+      headers: { ...auth(), 'content-type': 'application/json' },
+      payload: JSON.stringify({ note: '['.repeat(5000) }),
+    });
+    expect(text.statusCode).toBe(200);
   });
 
   it('refuses a 10 MB body with 413', async () => {
@@ -570,6 +624,36 @@ describe('auth and scopes', () => {
       minter,
     );
     expect(same.status).toBe(201);
+    // Revoking is held to the same rule: not a token with scopes the minter lacks.
+    const bigger = await json('POST', '/api/admin/tokens', {
+      name: 'z',
+      scopes: ['decisions:write', 'admin:tokens:write'],
+    });
+    const denied = await json('DELETE', `/api/admin/tokens/${bigger.body.id}`, undefined, minter);
+    expect(denied.status).toBe(403);
+    expect(denied.body.scopes).toEqual(['decisions:write']);
+    expect(
+      (await json('DELETE', `/api/admin/tokens/${same.body.id}`, undefined, minter)).status,
+    ).toBe(204);
+    expect((await json('DELETE', `/api/admin/tokens/${bigger.body.id}`)).status).toBe(204);
+  });
+
+  it('keeps the metrics bounded whatever contexts callers send', async () => {
+    for (let i = 0; i < 260; i++) {
+      const r = await rt.app.inject({
+        method: 'POST',
+        url: '/api/decisions',
+        headers: auth(),
+        payload: { context: `flood-${i}` },
+      });
+      expect(r.statusCode).toBe(200);
+    }
+    const text = (await rt.app.inject({ url: '/metrics' })).body;
+    const contexts = new Set(
+      [...text.matchAll(/^vigil_decisions_total\{context="([^"]+)"/gm)].map((m) => m[1]),
+    );
+    expect(contexts.size).toBeLessThanOrEqual(201);
+    expect(contexts.has('_other')).toBe(true);
   });
 
   it('serves health, readiness, metrics and the OpenAPI document without a token', async () => {

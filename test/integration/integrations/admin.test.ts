@@ -237,6 +237,35 @@ describe('actions', () => {
   });
 });
 
+describe('action paths', () => {
+  it('a placeholder in a path is percent-encoded: a value cannot climb the URL', async () => {
+    const put = await integ.put('pathy', {
+      kind: 'http',
+      base_url: server.origin,
+      auth: { type: 'bearer', token: TOKEN },
+      actions: [
+        {
+          action_id: 'by-customer',
+          method: 'POST',
+          path: '/customers/{{customer.id}}/flag',
+          body: {},
+        },
+      ],
+    });
+    expect(put.ok).toBe(true);
+    await integ
+      .invokeAction({
+        integration: 'pathy',
+        action_id: 'by-customer',
+        context: { customer: { id: '../../../admin/users/1/delete?x=' } },
+        idempotencyKey: 'k-path',
+      })
+      .catch(() => undefined);
+    const seen = server.requests.at(-1)!;
+    expect(seen.path).toBe('/customers/..%2F..%2F..%2Fadmin%2Fusers%2F1%2Fdelete%3Fx%3D/flag');
+  });
+});
+
 describe('look-before-create', () => {
   it('a lookup answered 429 fails the step with its Retry-After, and creates nothing', async () => {
     server.route('/rest/api/3/search/jql', (_q, r) => {

@@ -220,6 +220,13 @@ it('a rule sees which values were left out ($.metadata.dropped)', async () => {
   expect(origin.seen.at(-1)?.headers['x-vigil-decision']).toBe('REVIEW');
 });
 
+it('what `vigil api` creates in its data dir is its user’s alone', async () => {
+  const { statSync } = await import('node:fs');
+  for (const f of ['vigil.sqlite', 'secret.key']) {
+    expect((statSync(path.join(dir, f)).mode & 0o077).toString(8), f).toBe('0');
+  }
+});
+
 describe('/api/authz in `vigil api` with VIGIL_CONFIG', () => {
   it('applies the route’s query extractor and session, and publishes the check', async () => {
     const blocked = await api('GET', '/api/authz/login', undefined, {

@@ -105,6 +105,10 @@ describe('a card number is never taken as a credential_fingerprint', () => {
     expect(looksLikePan('378282246310005')).toBe(true); // 15-digit Amex
     expect(looksLikePan('4111111111111112')).toBe(false);
     expect(looksLikePan('41111111111')).toBe(false); // 11 digits
-    expect(looksLikePan('4111-1111-1111-1111')).toBe(false);
+    // Grouped as cards are written: still the card number.
+    for (const grouped of ['4111-1111-1111-1111', '4111.1111.1111.1111', '4111_1111_1111_1111'])
+      expect(looksLikePan(grouped)).toBe(true);
+    // A token that holds digits among other characters is a token.
+    expect(looksLikePan('tok-4111-1111-1111-1111')).toBe(false);
   });
 });
