@@ -11,12 +11,14 @@ export interface ExtractedInput {
   context: string;
   body: Record<string, unknown>;
   source: string;
+  /** Paths the extractor already left out (an unreadable body): reported like the others. */
+  dropped?: readonly string[] | undefined;
 }
 
 export interface ExtractedDecision {
   id: string;
   decision: DecisionOutcome;
-  /** Paths of the context left out as invalid (`transaction.amount`); absent when none. */
+  /** Context paths left out, invalid or unreadable (`transaction.amount`); absent when none. */
   dropped?: string[];
 }
 
@@ -26,7 +28,9 @@ export async function decideExtracted(
 ): Promise<ExtractedDecision> {
   const parsed = parseExtractedContext({ ...input.body, context: input.context });
   if (!parsed) throw new Error('the extracted context is not a valid decision request');
-  if (parsed.dropped.length === 0) {
+  // Disjoint: what the extractor left out is not in the context to be dropped again.
+  const dropped = input.dropped?.length ? [...input.dropped, ...parsed.dropped] : parsed.dropped;
+  if (dropped.length === 0) {
     const r = await decide(deps, parsed.data, { source: input.source });
     return { id: r.id, decision: r.decision };
   }
@@ -36,12 +40,12 @@ export async function decideExtracted(
   if (Object.keys(meta).length < LIMITS.metadataKeys) {
     parsed.data.metadata = {
       ...meta,
-      dropped: parsed.dropped.join(',').slice(0, LIMITS.metadataValue),
+      dropped: dropped.join(',').slice(0, LIMITS.metadataValue),
     };
   }
   const r = await decide(deps, parsed.data, {
     source: input.source,
     degraded: ['context_values_dropped'],
   });
-  return { id: r.id, decision: r.decision, dropped: parsed.dropped };
+  return { id: r.id, decision: r.decision, dropped };
 }

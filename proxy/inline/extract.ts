@@ -1,7 +1,9 @@
 // Extractors: from the parts of a request to a decision context. Each source is parsed at most
 // once and only if an extractor reads it; a value that is missing or cannot be coerced to the
 // declared type is left out, so rules see a missing path (false for every comparison) rather
-// than a wrong value.
+// than a wrong value. A value that may be there but that the proxy cannot see as the origin
+// would (a body it cannot read, a form field sent twice) is left out too, and its target is
+// listed as dropped: otherwise a client could hide a value from the rules by the way it sends it.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { CompiledExtractor, SessionSpec, ValueType } from './config.ts';
 
@@ -105,16 +107,50 @@ function contentKind(headers: IncomingHttpHeaders): ContentKind {
   return 'other';
 }
 
+/**
+ * How the body was read: `none` (no body), `json`, `form`, or `unreadable` (it is there but the
+ * proxy cannot read it as the origin may: compressed, not valid JSON, of another type).
+ */
+type BodyKind = 'none' | 'json' | 'form' | 'unreadable';
+
+/** Express (by default) and others decompress a request body; the proxy does not. */
+function encoded(headers: IncomingHttpHeaders): boolean {
+  const ce = headers['content-encoding'];
+  if (ce === undefined) return false;
+  const v = ce.trim().toLowerCase();
+  return v !== '' && v !== 'identity';
+}
+
+/** The first character that is not JSON whitespace opens an object or an array. */
+function looksLikeJson(text: string): boolean {
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (c === 0x20 || c === 0x09 || c === 0x0a || c === 0x0d) continue;
+    return c === 0x7b /* { */ || c === 0x5b; /* [ */
+  }
+  return false;
+}
+
 function own(obj: unknown, key: string): unknown {
   if (obj === null || typeof obj !== 'object') return undefined;
   // Own properties only: a field named `constructor` must not read Object's prototype.
   return Object.hasOwn(obj, key) ? (obj as Record<string, unknown>)[key] : undefined;
 }
 
-function formObject(params: URLSearchParams): Record<string, string> {
-  const out: Record<string, string> = Object.create(null) as Record<string, string>;
-  for (const [k, v] of params) if (!(k in out)) out[k] = v;
-  return out;
+interface FormBody {
+  fields: Record<string, string>;
+  /** Keys sent more than once: PHP takes the last, Express makes an array, the proxy neither. */
+  repeated: Set<string> | undefined;
+}
+
+function formObject(params: URLSearchParams): FormBody {
+  const fields: Record<string, string> = Object.create(null) as Record<string, string>;
+  let repeated: Set<string> | undefined;
+  for (const [k, v] of params) {
+    if (k in fields) (repeated ??= new Set()).add(k);
+    else fields[k] = v;
+  }
+  return { fields, repeated };
 }
 
 function setPath(root: Record<string, unknown>, target: readonly string[], value: unknown): void {
@@ -133,11 +169,18 @@ function setPath(root: Record<string, unknown>, target: readonly string[], value
   node[target[target.length - 1]!] = value;
 }
 
+const NONE: readonly string[] = Object.freeze([]);
+
 export interface BuiltContext {
   body: Record<string, unknown>;
   session: string | null;
-  /** The body was meant to be read but was not valid JSON. */
-  bodyUnparsable: boolean;
+  /** The body was there but could not be read (encoded, not valid JSON, of another type). */
+  bodyUnreadable: boolean;
+  /**
+   * Targets left out because their value could not be seen as the origin sees it (an unreadable
+   * body, a repeated form field), as `transaction.amount`; for the decision's `dropped`.
+   */
+  dropped: readonly string[];
 }
 
 /**
@@ -166,43 +209,62 @@ export function buildDecisionContext(
   };
 
   let parsedBody: unknown;
-  let bodyKind: ContentKind | undefined;
-  let bodyUnparsable = false;
+  let bodyKind: BodyKind | undefined;
+  let repeated: Set<string> | undefined;
+  let dropped: string[] | undefined;
   let query: URLSearchParams | undefined;
-  const readBody = (): unknown => {
-    if (bodyKind !== undefined) return parsedBody;
-    bodyKind = contentKind(facts.headers);
+  const readBody = (): BodyKind => {
+    if (bodyKind !== undefined) return bodyKind;
     const raw = facts.body;
-    if (!raw || raw.length === 0) return undefined;
-    if (bodyKind === 'json') {
-      try {
-        parsedBody = JSON.parse(raw.toString('utf8'));
-      } catch {
-        bodyUnparsable = true;
-      }
-    } else if (bodyKind === 'form') {
-      parsedBody = formObject(new URLSearchParams(raw.toString('utf8')));
+    if (!raw || raw.length === 0) return (bodyKind = 'none');
+    if (encoded(facts.headers)) return (bodyKind = 'unreadable');
+    const kind = contentKind(facts.headers);
+    let text = raw.toString('utf8');
+    if (kind === 'form') {
+      const form = formObject(new URLSearchParams(text));
+      parsedBody = form.fields;
+      repeated = form.repeated;
+      return (bodyKind = 'form');
     }
-    return parsedBody;
+    // Express and most JSON parsers skip a byte order mark.
+    if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+    // Many origins parse JSON whatever the content type says (or without one): a body that
+    // looks like JSON is read as JSON; any other body of another type cannot be read.
+    if (kind === 'other' && !looksLikeJson(text)) return (bodyKind = 'unreadable');
+    try {
+      parsedBody = JSON.parse(text);
+      return (bodyKind = 'json');
+    } catch {
+      return (bodyKind = 'unreadable');
+    }
   };
 
   for (const e of extractors) {
     let raw: unknown;
     switch (e.from) {
-      case 'body': {
-        let node = readBody();
-        if (bodyKind === 'form') {
-          raw = own(node, e.key);
+      case 'body':
+      case 'form': {
+        const kind = readBody();
+        if (kind === 'none') break;
+        if (kind === 'form') {
+          if (repeated?.has(e.key)) {
+            (dropped ??= []).push(e.target.join('.'));
+            continue;
+          }
+          raw = own(parsedBody, e.key);
           break;
         }
+        // JSON counts as unreadable for a `form` field: an origin that parses both reads it there.
+        if (kind === 'unreadable' || e.from === 'form') {
+          (dropped ??= []).push(e.target.join('.'));
+          continue;
+        }
+        let node = parsedBody;
         for (const seg of e.keyPath)
           node = Array.isArray(node) ? node[Number(seg)] : own(node, seg);
         raw = node;
         break;
       }
-      case 'form':
-        raw = readBody() !== undefined && bodyKind === 'form' ? own(parsedBody, e.key) : undefined;
-        break;
       case 'query':
         if (query === undefined) query = new URLSearchParams(facts.search);
         raw = query.get(e.key) ?? undefined;
@@ -224,5 +286,10 @@ export function buildDecisionContext(
     }
     setPath(body, e.target, value);
   }
-  return { body, session: sessionId, bodyUnparsable };
+  return {
+    body,
+    session: sessionId,
+    bodyUnreadable: bodyKind === 'unreadable',
+    dropped: dropped ?? NONE,
+  };
 }

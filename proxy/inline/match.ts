@@ -1,16 +1,19 @@
 // Route matching. A route that monitors /login is only worth something if /LOGIN, //login,
 // /./login, /%6Cogin and /login;x=1 cannot slip past it to an origin that treats them as
 // /login, so paths are normalized before matching and the normalized form is what the origin
-// receives. Path parameters are the exception: they are dropped for matching only, because an
-// origin that does not strip them would see a different path than the one it was sent.
+// receives. Path parameters and backslashes are the exception: they are read for matching only
+// (`;x` dropped, `\` as `/`), because an origin that does not do the same would see a different
+// path than the one it was sent.
 
 /** Percent-encoded unreserved characters (RFC 3986 §2.3) mean the same decoded. */
 const UNRESERVED = /%(2[dDeE]|3[0-9]|[46][1-9a-fA-F]|[57][0-9aA]|5[fF]|7[eE])/g;
+/** IIS and ASP.NET read `\` (and `%5C`) in a path as `/`. */
+const BACKSLASH = /\\|%5[cC]/g;
 
 export interface RequestTarget {
   /** Normalized path, without the query: what the origin receives. */
   path: string;
-  /** `path` without `;parameters` in its segments: what routes are matched against. */
+  /** `path` without `;parameters`, `\` read as `/`: what routes are matched against. */
   matchPath: string;
   /** The query with its leading `?`, or ''. */
   search: string;
@@ -36,9 +39,12 @@ export function parseTarget(url: string): RequestTarget | null {
   const path = q === -1 ? raw : raw.slice(0, q);
   const search = q === -1 ? '' : raw.slice(q);
   const normalized = normalizePath(path);
+  const backslash = path.includes('\\') || (path.includes('%') && /%5c/i.test(path));
+  if (!backslash && !path.includes(';')) return { path: normalized, matchPath: normalized, search };
+  // Backslashes first: `/x\..;\login` is `/login` to an origin that reads them as slashes.
   return {
     path: normalized,
-    matchPath: path.includes(';') ? normalizePath(stripParams(path)) : normalized,
+    matchPath: normalizePath(stripParams(backslash ? path.replace(BACKSLASH, '/') : path)),
     search,
   };
 }

@@ -507,7 +507,12 @@ export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
       session = built.session;
       outcome = await decideWithin(
         decide,
-        { context, body: built.body, source: 'proxy' },
+        {
+          context,
+          body: built.body,
+          source: 'proxy',
+          ...(built.dropped.length ? { dropped: built.dropped } : {}),
+        },
         c.limits.decision_timeout_ms,
       );
     } finally {

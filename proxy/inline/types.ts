@@ -7,7 +7,7 @@ export type { DecisionOutcome };
 export interface ProxyDecision {
   id: string;
   decision: DecisionOutcome;
-  /** Context paths left out as invalid before deciding (decisions/extracted.ts). */
+  /** Context paths left out before deciding: invalid (decisions/extracted.ts) or unreadable. */
   dropped?: string[] | undefined;
 }
 
@@ -18,6 +18,12 @@ export interface DecideInput {
   /** The decision context built by the extractors (`transaction`, `customer`, `device`, …). */
   body: Record<string, unknown>;
   source: DecisionSource;
+  /**
+   * Context paths the extractors left out because the proxy could not see their value as the
+   * origin would (an unreadable body, a repeated form field); absent when none. The decision
+   * reports them with the ones it drops itself.
+   */
+  dropped?: readonly string[] | undefined;
 }
 
 export type DecideFn = (input: DecideInput) => Promise<ProxyDecision>;
@@ -40,7 +46,7 @@ export interface RequestEvent {
   ip: string;
   elapsed_ms: number;
   session: string | null;
-  /** Context paths left out as invalid before deciding; empty when none. */
+  /** Context paths left out (invalid, or not readable by the proxy) before deciding. */
   dropped?: readonly string[] | undefined;
 }
 

@@ -15,7 +15,12 @@ import {
   type InlineProxy,
   type InlineProxyOptions,
 } from '../../../proxy/inline/server.ts';
-import type { DecideFn, DecideInput, RequestEvent } from '../../../proxy/inline/types.ts';
+import type {
+  DecideFn,
+  DecideInput,
+  ProxyDecision,
+  RequestEvent,
+} from '../../../proxy/inline/types.ts';
 import { silentLogger } from '../../../proxy/inline/types.ts';
 import { freePort } from '../../helpers/net.ts';
 
@@ -172,6 +177,8 @@ export type EngineMode = 'normal' | 'throw' | 'hang' | 'slow';
  * The test engine: a real decision function over the extracted context.
  * login: e-mail at fraud.test → BLOCK, starting with "review" → REVIEW, else ALLOW.
  * checkout: card token tok_stolen → BLOCK, amount ≥ 100000 → REVIEW, else ALLOW.
+ * Values the proxy left out (`input.dropped`) make an ALLOW a REVIEW, as the
+ * `$.metadata.dropped` rule of docs/proxy.md does, and are returned as the decision's.
  */
 export function riskEngine() {
   const calls: DecideInput[] = [];
@@ -182,6 +189,15 @@ export function riskEngine() {
     if (state.mode === 'throw') throw new Error('engine unavailable');
     if (state.mode === 'hang') await new Promise(() => {});
     if (state.mode === 'slow') await sleep(state.slowMs);
+    const d = rules(input);
+    if (!input.dropped?.length) return d;
+    return {
+      ...d,
+      decision: d.decision === 'ALLOW' ? 'REVIEW' : d.decision,
+      dropped: [...input.dropped],
+    };
+  };
+  const rules = (input: DecideInput): ProxyDecision => {
     const id = `dec_t${(++n).toString(36)}`;
     const b = input.body as {
       customer?: { email?: unknown };

@@ -2,6 +2,7 @@
 import { randomBytes } from 'node:crypto';
 import net from 'node:net';
 import { Readable } from 'node:stream';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { request } from 'undici';
@@ -482,6 +483,133 @@ describe('active mode', () => {
         reason: 'timeout',
       }),
     ).toBeGreaterThanOrEqual(1);
+  });
+});
+
+// A security audit's evasions: each variant of the baseline checkout (REVIEW on its amount) was
+// decided ALLOW with nothing dropped, its body values out of the rules' sight. Now either the
+// proxy reads the body as the origin does, or it lists the body's targets as dropped.
+describe('a body the rules cannot see is reported', () => {
+  const cart = { amount: 150000, currency: 'EUR', card_token: 'tok_1' };
+  const BODY_TARGETS = [
+    'transaction.amount',
+    'transaction.currency',
+    'credential_fingerprint',
+    'gift',
+  ];
+  const checkout = async (body: string | Buffer, headers: Record<string, string>) => {
+    const res = await request(`${active.url}/checkout/cart`, { method: 'POST', headers, body });
+    const seen = (await res.body.json()) as {
+      sha256: string;
+      headers: Record<string, string | undefined>;
+    };
+    expect(res.statusCode).toBe(200);
+    // The origin gets the body as sent, whatever the proxy made of it.
+    expect(seen.sha256).toBe(sha256(body));
+    const id = seen.headers['x-vigil-decision-id'];
+    await eventually(() => active.events.some((e) => e.decision_id === id));
+    return {
+      decision: seen.headers['x-vigil-decision'],
+      seen,
+      input: lastCall(),
+      event: active.events.find((e) => e.decision_id === id)!,
+    };
+  };
+
+  it('the baseline is decided REVIEW on its amount, nothing dropped', async () => {
+    const r = await checkout(JSON.stringify(cart), { 'content-type': 'application/json' });
+    expect(r.decision).toBe('REVIEW');
+    expect(r.input.body).toMatchObject({ transaction: { amount: 150000 } });
+    expect(r.input.dropped).toBeUndefined();
+    expect(r.event.dropped).toBeUndefined();
+  });
+
+  it.each([
+    ['gzip', gzipSync],
+    ['deflate', deflateSync],
+    ['br', brotliCompressSync],
+  ])('(1) a %s-encoded body: its targets are dropped', async (encoding, compress) => {
+    const r = await checkout(compress(JSON.stringify(cart)), {
+      'content-type': 'application/json',
+      'content-encoding': encoding,
+    });
+    expect(r.decision).toBe('REVIEW');
+    expect(r.input.body.transaction).toBeUndefined();
+    expect(r.input.dropped).toEqual(BODY_TARGETS);
+    expect(r.event.dropped).toEqual(BODY_TARGETS);
+    expect(r.seen.headers['content-encoding']).toBe(encoding);
+  });
+
+  it('(2) JSON after a byte order mark is read', async () => {
+    const r = await checkout(`\ufeff${JSON.stringify(cart)}`, {
+      'content-type': 'application/json',
+    });
+    expect(r.decision).toBe('REVIEW');
+    expect(r.input.body).toMatchObject({ transaction: { amount: 150000, currency: 'EUR' } });
+    expect(r.input.dropped).toBeUndefined();
+  });
+
+  it.each([
+    ['text/plain', 'text/plain'],
+    ['application/x-json', 'application/x-json'],
+    ['text/json', 'text/json; charset=utf-8'],
+    ['no type', undefined],
+  ])('(3) JSON sent as %s is read as JSON', async (_what, type) => {
+    const r = await checkout(` ${JSON.stringify(cart)}`, type ? { 'content-type': type } : {});
+    expect(r.seen.headers['content-type']).toBe(type);
+    expect(r.decision).toBe('REVIEW');
+    expect(r.input.body).toMatchObject({ transaction: { amount: 150000 } });
+    expect(r.input.dropped).toBeUndefined();
+  });
+
+  it.each([
+    ['text/plain', '{"amount":150000,'],
+    ['text/plain', 'amount=150000'],
+    ['multipart/form-data; boundary=b', '--b\r\ncontent-disposition: form-data; name="amount"'],
+  ])('(3) any other body of type %s: its targets are dropped', async (type, body) => {
+    const r = await checkout(body, { 'content-type': type });
+    expect(r.decision).toBe('REVIEW');
+    expect(r.input.dropped).toEqual(BODY_TARGETS);
+  });
+
+  it('(4) JSON with trailing garbage: its targets are dropped', async () => {
+    const r = await checkout(`${JSON.stringify(cart)} x`, { 'content-type': 'application/json' });
+    expect(r.decision).toBe('REVIEW');
+    expect(r.input.dropped).toEqual(BODY_TARGETS);
+    expect(r.event.dropped).toEqual(BODY_TARGETS);
+  });
+
+  it('(5) a form field sent twice is left out and dropped; the others are read', async () => {
+    const r = await checkout('amount=1&currency=EUR&amount=150000&card_token=tok_1', {
+      'content-type': 'application/x-www-form-urlencoded',
+    });
+    expect(r.decision).toBe('REVIEW');
+    expect(r.input.body).toMatchObject({
+      transaction: { currency: 'EUR' },
+      credential_fingerprint: 'tok_1',
+    });
+    expect(r.input.body.transaction).not.toHaveProperty('amount');
+    expect(r.input.dropped).toEqual(['transaction.amount']);
+    expect(r.event.dropped).toEqual(['transaction.amount']);
+  });
+
+  it('(6) a backslash, raw or encoded, routes as a slash; the origin gets it as sent', async () => {
+    const body = JSON.stringify(cart);
+    for (const path of ['/checkout\\cart', '/checkout%5Ccart', '/CHECKOUT%5c.%5Ccart']) {
+      const { text } = await rawExchange(
+        active.port,
+        `POST ${path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n` +
+          `Content-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      expect(text, path).toMatch(/^HTTP\/1\.1 200 /);
+      const seen = origin.seen.at(-1)!;
+      expect(seen.url, path).toBe(path);
+      expect(seen.headers['x-vigil-decision'], path).toBe('REVIEW');
+      expect(lastCall().body, path).toMatchObject({
+        transaction: { amount: 150000 },
+        metadata: { route: '/checkout/*', path },
+      });
+    }
   });
 });
 

@@ -110,28 +110,95 @@ describe('decision context', () => {
       customer: { email: 'a@example.com', id: 'cus_7' },
       first_sku: 'sku_1',
     });
+    // `gift` is a form field: in a JSON body it is out of the proxy's sight, not the origin's.
+    expect(built.dropped).toEqual(['metadata.gift']);
   });
 
   it('reads a form body for body and form extractors', () => {
     const built = build(
       { 'content-type': 'application/x-www-form-urlencoded' },
-      'amount=250&currency=USD&gift=yes&amount=999',
+      'amount=250&currency=USD&gift=yes',
     );
     expect(built.body.transaction).toEqual({ amount: 250, currency: 'USD' });
     expect((built.body.metadata as Record<string, unknown>).gift).toBe('true');
+    expect(built.dropped).toEqual([]);
   });
 
-  it('leaves out what is missing, unparsable or of the wrong type', () => {
-    const built = build({ 'content-type': 'application/json' }, '{"amount": "lots"');
-    expect(built.bodyUnparsable).toBe(true);
-    expect(built.body.transaction).toBeUndefined();
-    expect(built.body.device).toEqual({ ip: '203.0.113.7' });
+  // PHP reads the last `amount`, Express an array, the proxy used to read the first.
+  it('leaves out a form field sent more than once, and lists it as dropped', () => {
+    const built = build(
+      { 'content-type': 'application/x-www-form-urlencoded' },
+      'amount=1&currency=USD&amount=150000&other=1&other=2',
+    );
+    expect(built.body.transaction).toEqual({ currency: 'USD' });
+    expect(built.dropped).toEqual(['transaction.amount']);
+  });
+
+  it('leaves out what is missing or of the wrong type, without listing it', () => {
+    const missing = build({ 'content-type': 'application/json' }, '{"currency": "EUR"}');
+    expect(missing.body.transaction).toEqual({ currency: 'EUR' });
+    expect(missing.body.device).toEqual({ ip: '203.0.113.7' });
     const wrong = build({ 'content-type': 'application/json' }, '{"amount": "12.5"}');
     expect(wrong.body.transaction).toBeUndefined();
+    expect([missing.dropped, wrong.dropped]).toEqual([['metadata.gift'], ['metadata.gift']]);
+    const none = build({ 'content-type': 'application/json' });
+    expect([none.bodyUnreadable, none.dropped]).toEqual([false, []]);
   });
 
-  it('ignores a body of another content type', () => {
-    const built = build({ 'content-type': 'text/plain' }, '{"amount": 5}');
+  const bodyTargets = [
+    'transaction.amount',
+    'transaction.currency',
+    'customer.email',
+    'items_count',
+    'first_sku',
+    'metadata.gift',
+    'transaction.proto',
+  ];
+
+  it.each([
+    ['JSON with trailing garbage', { 'content-type': 'application/json' }, '{"amount": 5} x'],
+    ['JSON cut short', { 'content-type': 'application/json' }, '{"amount": "lots"'],
+    ['a gzip body', { 'content-type': 'application/json', 'content-encoding': 'gzip' }, '\x1f\x8b'],
+    [
+      'a form body, deflated',
+      { 'content-type': 'application/x-www-form-urlencoded', 'content-encoding': 'Deflate' },
+      'amount=5',
+    ],
+    ['a form body as text/plain', { 'content-type': 'text/plain' }, 'amount=5'],
+    ['a form body without a type', {}, 'amount=5'],
+    ['multipart', { 'content-type': 'multipart/form-data; boundary=x' }, '--x\r\n'],
+    ['JSON-looking text/plain', { 'content-type': 'text/plain' }, '{"amount": 5'],
+  ])('reports %s as unreadable: its body targets are dropped', (_what, headers, body) => {
+    const built = build(headers, body);
+    expect(built.bodyUnreadable).toBe(true);
     expect(built.body.transaction).toBeUndefined();
+    expect(built.dropped).toEqual(bodyTargets);
+    expect(built.body.device).toEqual({ ip: '203.0.113.7' });
+  });
+
+  it('reads an identity-encoded body', () => {
+    const built = build(
+      { 'content-type': 'application/json', 'content-encoding': ' Identity ' },
+      '{"amount": 5}',
+    );
+    expect(built.body.transaction).toEqual({ amount: 5 });
+  });
+
+  it('reads JSON after a byte order mark, and JSON sent as another type', () => {
+    for (const [headers, body] of [
+      [{ 'content-type': 'application/json' }, '\ufeff{"amount": 5}'],
+      [{ 'content-type': 'text/plain' }, ' \r\n{"amount": 5}'],
+      [{ 'content-type': 'application/x-json' }, '\ufeff{"amount": 5}'],
+      [{}, '{"amount": 5}'],
+    ] as const) {
+      const built = build(headers, body);
+      expect([built.body.transaction, built.dropped]).toEqual([{ amount: 5 }, ['metadata.gift']]);
+    }
+  });
+
+  it('lists a form field read from a JSON body as dropped', () => {
+    const built = build({ 'content-type': 'application/json' }, '{"amount": 5, "gift": true}');
+    expect(built.body.transaction).toEqual({ amount: 5 });
+    expect(built.dropped).toEqual(['metadata.gift']);
   });
 });

@@ -42,6 +42,20 @@ describe('request target', () => {
     expect(t.matchPath).toBe(matchPath);
   });
 
+  // IIS and ASP.NET read a backslash, raw or encoded, as a slash.
+  it.each([
+    ['/checkout\\cart', '/checkout\\cart', '/checkout/cart'],
+    ['/checkout%5Ccart?x=1', '/checkout%5Ccart', '/checkout/cart'],
+    ['/CHECKOUT%5c..%5clogin', '/CHECKOUT%5c..%5clogin', '/login'],
+    ['/x\\..;\\login', '/x\\..;\\login', '/login'],
+    ['/a\\/./login', '/a\\/login', '/a/login'],
+    ['/a%255Cb', '/a%255Cb', '/a%255Cb'],
+  ])('%s is forwarded as %s and matched as %s', (url, path, matchPath) => {
+    const t = parseTarget(url)!;
+    expect(t.path).toBe(path);
+    expect(t.matchPath).toBe(matchPath);
+  });
+
   it('refuses what is not a path', () => {
     expect(parseTarget('*')).toBeNull();
     expect(parseTarget('example.com:443')).toBeNull();
