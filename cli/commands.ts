@@ -27,6 +27,18 @@ async function expectOk(
   return (res.body ?? {}) as Record<string, unknown>;
 }
 
+/**
+ * Whether an answer is the Vigil API's: a 2xx from elsewhere (the proxy's PORT, an origin)
+ * would otherwise print `-` fields and exit 0.
+ */
+function isVigilAnswer(r: Record<string, unknown>, keys: readonly string[], err: Out): boolean {
+  if (keys.every((k) => r[k] !== undefined && r[k] !== null)) return true;
+  err(
+    `vigil: the answer is not the Vigil API's (no ${keys.join(', ')}): is VIGIL_API_URL the API port (API_PORT), not the proxy's?`,
+  );
+  return false;
+}
+
 export async function runClientCommand(
   config: Config,
   argv: string[],
@@ -38,7 +50,7 @@ export async function runClientCommand(
   if (cmd === 'ruleset' && sub === 'push' && arg) {
     const doc = readJsonFile(arg);
     const r = await expectOk(client, 'POST', '/api/admin/rulesets', doc, err);
-    if (!r) return 1;
+    if (!r || !isVigilAnswer(r, ['id', 'status'], err)) return 1;
     out(
       `pushed ${path.basename(arg)} as ${show(r.id)} (${show(r.status)}, context ${show(r.context)})`,
     );
@@ -53,13 +65,13 @@ export async function runClientCommand(
       undefined,
       err,
     );
-    if (!r) return 1;
+    if (!r || !isVigilAnswer(r, ['id', 'context'], err)) return 1;
     out(`${show(r.id)} is ACTIVE for context ${show(r.context)}`);
     return 0;
   }
   if (cmd === 'decide' && sub) {
     const r = await expectOk(client, 'POST', '/api/decisions', readJsonFile(sub), err);
-    if (!r) return 1;
+    if (!r || !isVigilAnswer(r, ['id', 'decision'], err)) return 1;
     out(formatDecision(r));
     return 0;
   }

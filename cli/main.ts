@@ -98,5 +98,9 @@ main(process.argv.slice(2)).then(
     const e = err as { code?: string; message?: string };
     console.error(`vigil: ${e.message ?? String(err)}`);
     process.exitCode = 1;
+    // What failed was closed; should anything still hold the event loop (a native thread, a
+    // socket of a half-started client), the process must not hang with its error printed:
+    // a supervisor restarts only what exits.
+    setTimeout(() => process.exit(1), 3_000).unref();
   },
 );

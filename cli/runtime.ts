@@ -26,7 +26,9 @@ import {
   createInlineProxy,
   loadRoutesFileSync,
   openConfigSource,
+  parseTrustedProxies,
   runCluster,
+  shutdownGraceMs,
   stderrLogger,
   workerCount,
   type ClusterHandle,
@@ -208,8 +210,30 @@ export async function buildRuntime(
     temporalRequired?: boolean | undefined;
   },
 ): Promise<Runtime> {
-  // Closed last-in first-out (see close() below).
+  // Closed last-in first-out (see close() below); also when building fails half-way, so what
+  // was opened (the store's writer thread, the event sink) does not keep the process alive.
   const closers: (() => Promise<void> | void)[] = [];
+  try {
+    return await buildRuntimeWith(config, opts, closers);
+  } catch (err) {
+    for (const close of closers.reverse()) {
+      try {
+        await close();
+      } catch {
+        // The build's own error is the one to report.
+      }
+    }
+    throw err;
+  }
+}
+
+async function buildRuntimeWith(
+  config: Config,
+  opts: Parameters<typeof buildRuntime>[1],
+  closers: (() => Promise<void> | void)[],
+): Promise<Runtime> {
+  // Checked before anything opens, named by its variable.
+  named('VIGIL_TRUSTED_PROXIES', () => parseTrustedProxies(config.trustedProxies));
   const metrics = createMetrics();
   // Embedded store: this connection leaves WAL checkpoints to the decision log's writer thread
   // (opened below), off the thread that answers; a checkpoint there made REVIEWs' p99 ~4.5 ms.
@@ -699,10 +723,64 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   // case data: what Vigil creates there is its user's alone (0700 dirs, 0600 files), children
   // (the dev server) included. A dir that exists keeps its mode.
   process.umask(0o077);
+  const closers: (() => Promise<void>)[] = [];
+  try {
+    return await runRolesWith(config, roles, closers);
+  } catch (err) {
+    // A start that fails half-way stops what it started (the dev server, the demo servers, the
+    // runtime), so the process exits and a supervisor can start it again; it used to print the
+    // error and hang with the dev server running.
+    for (const close of closers) {
+      try {
+        await close();
+      } catch {
+        // The start's own error is the one to report.
+      }
+    }
+    throw err;
+  }
+}
+
+/** `fn`'s error, prefixed with the setting it is about. */
+function named<T>(variable: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw new Error(`${variable}: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+async function listenNamed(what: string, listen: () => Promise<unknown>): Promise<void> {
+  try {
+    await listen();
+  } catch (err) {
+    throw new Error(`${what}: ${err instanceof Error ? err.message : String(err)}`, {
+      cause: err,
+    });
+  }
+}
+
+async function runRolesWith(
+  config: Config,
+  roles: Roles,
+  closers: (() => Promise<void>)[],
+): Promise<number> {
   // Checked before anything starts: a bad routes file would otherwise only show as proxy
   // workers that crash-loop behind a primary whose API is up.
   if (roles.proxy && config.routesFile) loadRoutesFileSync(config.routesFile);
-  const closers: (() => Promise<void>)[] = [];
+  if (!config.redisUrl && !roles.embedded && (roles.api || roles.proxy)) {
+    // In-process counters are this process's (and its proxy workers'): `vigil api` and
+    // `vigil proxy` run apart on one data dir share the store, not the counts.
+    log(
+      'velocity counts are kept in this process: other processes on this data dir count apart (set REDIS_URL to count across them)',
+    );
+  }
+  // `vigil proxy` alone without routes would run, say ready and serve nothing.
+  if (roles.proxy && !roles.api && !config.routesFile) {
+    throw new Error('VIGIL_CONFIG: `vigil proxy` needs a routes file (docs/proxy.md)');
+  }
   if (roles.worker && !roles.api && !roles.proxy) {
     // `vigil worker` alone: cases tolerate a few ms of delay, answers on the same machine do
     // not. Set before the Temporal runtime starts its threads, which inherit it.
@@ -806,7 +884,9 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
     await seedDemoDesk(rt, desk!.url, path.join(root, 'examples'));
   }
 
-  await rt.app.listen({ port: config.apiPort, host: config.host });
+  await listenNamed(`API_PORT ${config.apiPort} on VIGIL_HOST ${config.host}`, () =>
+    rt.app.listen({ port: config.apiPort, host: config.host }),
+  );
   const bound = rt.app.server.address();
   const apiPort = bound && typeof bound === 'object' ? bound.port : config.apiPort;
   log(
@@ -846,9 +926,11 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
         onRequestEvent: (e) =>
           rt.decideDeps.events.publish('vigil.requests', requestKey(e), () => requestEvent(e)),
       });
-      await proxy.listen(config.proxyPort, config.host);
+      await listenNamed(`PORT ${config.proxyPort} on VIGIL_HOST ${config.host}`, () =>
+        proxy.listen(config.proxyPort, config.host),
+      );
       inProcessListening = true;
-      closers.unshift(() => proxy.close(2_000));
+      closers.unshift(() => proxy.close(shutdownGraceMs(proxy)));
       log(`proxy on http://${config.host}:${config.proxyPort}`);
     } else {
       log('proxy not started: set VIGIL_CONFIG to a routes file');
@@ -880,11 +962,20 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
     if (temporalAddress) {
       // The Temporal worker (its native core and bundler) loads only in a process that runs it.
       const { startWorkerRole } = await import('./worker-role.ts');
-      const stopWorker = await startWorkerRole(
-        rt,
-        { address: temporalAddress, namespace: config.temporal.namespace },
-        log,
-      );
+      let stopWorker: () => Promise<void>;
+      try {
+        stopWorker = await startWorkerRole(
+          rt,
+          { address: temporalAddress, namespace: config.temporal.namespace },
+          log,
+        );
+      } catch (err) {
+        // Exits (non-zero): its supervisor (systemd, `vigil start`) starts it again.
+        throw new Error(
+          `TEMPORAL_ADDRESS ${temporalAddress}: the worker cannot start (${err instanceof Error ? err.message : String(err)})`,
+          { cause: err },
+        );
+      }
       closers.unshift(stopWorker);
     } else {
       log('worker not started: TEMPORAL_ADDRESS is unset (risky decisions wait in the outbox)');

@@ -18,12 +18,28 @@ const list = z
   )
   .default([]);
 const blankToUndefined = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+/** A comma-separated list whose every entry must match: the first bad one is named. */
+const listOf = (re: RegExp, what: string) =>
+  list.refine((xs) => xs.every((x) => re.test(x)), {
+    error: (iss) => {
+      const bad = (iss.input as string[]).find((x) => !re.test(x));
+      return `${JSON.stringify(bad)} is not ${what}`;
+    },
+  });
+const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
+const HOST_OR_HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
+/** A secret given in the environment: short ones are guessed. */
+const secret = (min: number, what: string) =>
+  z.preprocess(
+    blankToUndefined,
+    z.string().min(min, `${what}: at least ${min} characters`).optional(),
+  );
 const optionalString = z.preprocess(blankToUndefined, z.string().optional());
 
 const Env = z.object({
   TEMPORAL_ADDRESS: optionalString,
   TEMPORAL_NAMESPACE: z.preprocess(blankToUndefined, z.string().default('default')),
-  KAFKA_BROKERS: z.preprocess(blankToUndefined, list.optional()),
+  KAFKA_BROKERS: z.preprocess(blankToUndefined, listOf(HOST_PORT, 'host:port').optional()),
   REDIS_URL: z.preprocess(blankToUndefined, z.url({ protocol: /^rediss?$/ }).optional()),
   DATABASE_URL: z.preprocess(blankToUndefined, z.url({ protocol: /^postgres(ql)?$/ }).optional()),
   VIGIL_DATA_DIR: z.preprocess(blankToUndefined, z.string().default('./.vigil')),
@@ -43,10 +59,15 @@ const Env = z.object({
       .default(DECISION_DEADLINE_MS.default)
       .transform((n) => Math.min(DECISION_DEADLINE_MS.max, Math.max(DECISION_DEADLINE_MS.min, n))),
   ),
-  VIGIL_EGRESS_ALLOW: z.preprocess(blankToUndefined, list),
+  VIGIL_EGRESS_ALLOW: z.preprocess(
+    blankToUndefined,
+    listOf(HOST_OR_HOST_PORT, 'a host or host:port'),
+  ),
   VIGIL_TRUSTED_PROXIES: z.preprocess(blankToUndefined, list),
-  VIGIL_ADMIN_TOKEN: optionalString,
-  VIGIL_SECRET_KEY: optionalString,
+  // A bearer token with every scope, and the key of every card fingerprint (a weak one lets a
+  // holder of fingerprints try the small space of BIN + last 4 + expiry).
+  VIGIL_ADMIN_TOKEN: secret(16, 'a token with every scope'),
+  VIGIL_SECRET_KEY: secret(16, 'the key of fingerprints and stored secrets'),
   VIGIL_DEMO: z.preprocess(blankToUndefined, z.enum(['0', '1']).default('1')),
   VIGIL_LOG_LEVEL: z.preprocess(
     blankToUndefined,

@@ -1,5 +1,10 @@
 // The inline proxy's public surface for the composition root (cli/, proxy/server.ts).
-export { createInlineProxy, type InlineProxy, type InlineProxyOptions } from './server.ts';
+export {
+  createInlineProxy,
+  shutdownGraceMs,
+  type InlineProxy,
+  type InlineProxyOptions,
+} from './server.ts';
 export {
   WORKER_NODE_FLAGS,
   runCluster,

@@ -124,6 +124,18 @@ function rawJson(status: number, reason: string, body: Record<string, unknown>):
   );
 }
 
+/**
+ * How long a stopping proxy lets requests in flight finish: as long as its slowest route may
+ * take (origin timeout plus the decision), capped at 30 s (under systemd's default 90 s stop
+ * timeout); 2 s at least. A fixed 2 s cut requests a route allowed 10 s for.
+ */
+export function shutdownGraceMs(proxy: Pick<InlineProxy, 'config'>): number {
+  const c = proxy.config;
+  let longest = 0;
+  for (const r of c.routes) longest = Math.max(longest, r.timeoutMs);
+  return Math.min(30_000, Math.max(2_000, longest + c.limits.decision_timeout_ms));
+}
+
 export function createInlineProxy(opts: InlineProxyOptions): InlineProxy {
   const log = opts.log ?? stderrLogger;
   const registry = opts.registry ?? new Registry();

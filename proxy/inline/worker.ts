@@ -27,7 +27,7 @@ import type { BufferedEventSink } from '../../storage/events/sink.ts';
 import { requestEvent, requestKey } from '../../storage/events/schemas.ts';
 import { openStore, type RulesetRow } from '../../storage/store.ts';
 import { runCluster } from './cluster.ts';
-import { createInlineProxy } from './server.ts';
+import { createInlineProxy, shutdownGraceMs } from './server.ts';
 import { stderrLogger } from './types.ts';
 
 /** What the primary tells a worker it forked (IPC, once). */
@@ -216,7 +216,7 @@ export async function startProxyWorker(
       decide: (input: ExtractedInput) => decideExtracted(deps, input),
       onRequestEvent: (e) => events.publish('vigil.requests', requestKey(e), () => requestEvent(e)),
     });
-    closers.push(() => proxy.close(2_000));
+    closers.push(() => proxy.close(shutdownGraceMs(proxy)));
     // Under node:cluster the primary owns the socket and every worker shares it.
     const addr = await proxy.listen(config.proxyPort, config.host);
     return { port: addr.port, close };

@@ -40,4 +40,16 @@ describe('config', () => {
     );
     expect(loadConfig({ VIGIL_PROXY_WORKER_YOUNG_MB: '8' }).proxyWorkerYoungMb).toBe(8);
   });
+
+  it('refuses list entries of the wrong shape and short secrets, naming the entry', () => {
+    expect(() => loadConfig({ KAFKA_BROKERS: 'nohostport' })).toThrow(
+      /KAFKA_BROKERS: "nohostport" is not host:port/,
+    );
+    expect(() => loadConfig({ VIGIL_EGRESS_ALLOW: 'ok.example,http://[bad' })).toThrow(
+      /VIGIL_EGRESS_ALLOW: "http:\/\/\[bad" is not a host/,
+    );
+    expect(() => loadConfig({ VIGIL_ADMIN_TOKEN: 'a' })).toThrow(/VIGIL_ADMIN_TOKEN/);
+    expect(() => loadConfig({ VIGIL_SECRET_KEY: 'short' })).toThrow(/VIGIL_SECRET_KEY/);
+    expect(loadConfig({ KAFKA_BROKERS: '[::1]:9092' }).kafka?.brokers).toEqual(['[::1]:9092']);
+  });
 });

@@ -114,6 +114,31 @@ describe('vigil CLI', () => {
     expect(r.out).toMatch(/warning: steps\[0\]\.ticket\.integration: integration nowhere/);
   });
 
+  it('an answer that is not the API’s (the proxy port, an origin) exits 1 saying so', async () => {
+    const { createServer } = await import('node:http');
+    const origin = createServer((_q, r) => {
+      r.setHeader('content-type', 'application/json');
+      r.end('{"shop":"demo"}');
+    });
+    await new Promise<void>((r) => origin.listen(0, '127.0.0.1', r));
+    const port = (origin.address() as { port: number }).port;
+    const saved = config;
+    config = loadConfig({
+      VIGIL_DATA_DIR: rt.dir,
+      VIGIL_TOKEN: ADMIN,
+      VIGIL_API_URL: `http://127.0.0.1:${port}`,
+    });
+    try {
+      const r = await vigil('decide', file('d2.json', { context: 'cli' }));
+      expect(r.code).toBe(1);
+      expect(r.err).toMatch(/not the Vigil API's/);
+      expect((await vigil('ruleset', 'activate', 'rs_x')).code).toBe(1);
+    } finally {
+      config = saved;
+      await new Promise((r) => origin.close(r));
+    }
+  });
+
   it('an unknown command exits 2', async () => {
     expect((await vigil('frobnicate')).code).toBe(2);
   });

@@ -1,55 +1,43 @@
-// `vigil worker` alone does nothing without Temporal: its /readyz must say so (it said ready,
-// with temporal not required, while the worker could not connect).
-import { spawn, type ChildProcess } from 'node:child_process';
+// `vigil worker` does nothing without Temporal: its /readyz requires it (the API's does not:
+// decisions answer and handoffs wait in the outbox). A worker that cannot reach Temporal at
+// start exits instead (startup-failures.test.ts); this is the check for one that loses it later.
 import { mkdtempSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { request } from 'undici';
 import { afterAll, expect, it } from 'vitest';
-import { freePort } from '../../helpers/net.ts';
+import { buildRuntime, type Runtime } from '../../../cli/runtime.ts';
+import { loadConfig } from '../../../config/config.ts';
 
-const root = path.resolve(import.meta.dirname, '../../..');
-let child: ChildProcess | undefined;
-let dir: string | undefined;
-
+const runtimes: Runtime[] = [];
+const dirs: string[] = [];
 afterAll(async () => {
-  if (child && child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((r) => child!.once('exit', r));
-    child.kill('SIGTERM');
-    await exited;
-  }
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  for (const rt of runtimes) await rt.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-it('a worker that cannot reach Temporal is not ready', async () => {
-  dir = mkdtempSync(path.join(tmpdir(), 'vigil-worker-ready-'));
-  const healthPort = await freePort();
-  const nobody = await freePort();
-  const env = { ...process.env };
-  for (const k of ['REDIS_URL', 'DATABASE_URL', 'KAFKA_BROKERS']) delete env[k];
-  child = spawn(process.execPath, ['--no-warnings', path.join(root, 'cli/main.ts'), 'worker'], {
-    env: {
-      ...env,
-      VIGIL_DATA_DIR: dir,
-      VIGIL_ADMIN_TOKEN: 'vigil_test_admin_token_worker_ready_0123456789',
-      TEMPORAL_ADDRESS: `127.0.0.1:${nobody}`,
-      API_PORT: String(healthPort),
-    },
-    stdio: ['ignore', 'ignore', 'ignore'],
+async function closedPort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
   });
-  let last: { status: number; body: any } | undefined;
-  const end = Date.now() + 60_000;
-  while (Date.now() < end) {
-    try {
-      const r = await request(`http://127.0.0.1:${healthPort}/readyz`);
-      last = { status: r.statusCode, body: await r.body.json() };
-      if (last.body.dependencies?.temporal?.state === 'down') break;
-    } catch {
-      // not listening yet
-    }
-    await sleep(200);
-  }
-  expect(last?.status).toBe(503);
-  expect(last?.body.dependencies.temporal).toMatchObject({ state: 'down', required: true });
+}
+
+it.each([
+  [true, 503],
+  [false, 200],
+])('with Temporal unreachable, temporalRequired=%s → /readyz %i', async (required, status) => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'vigil-ready-'));
+  dirs.push(dir);
+  const address = `127.0.0.1:${await closedPort()}`;
+  const rt = await buildRuntime(
+    loadConfig({ VIGIL_DATA_DIR: dir, VIGIL_ADMIN_TOKEN: 'vgl_ready_admin_token_0123456789abcd' }),
+    { serveApi: false, temporalAddress: address, temporalRequired: required },
+  );
+  runtimes.push(rt);
+  const r = await rt.app.inject({ url: '/readyz' });
+  expect(r.statusCode).toBe(status);
+  expect(JSON.parse(r.body).dependencies.temporal).toMatchObject({ state: 'down', required });
 });

@@ -119,7 +119,9 @@ describe('servicenow kind (Table API)', () => {
     expect(token).toMatch(/^sha256-[0-9a-f]{64}$/);
     expect(corr(call({ idempotencyKey: evil }))).toBe(token);
     const q = new URL(BASE + servicenowKind.lookup!(call({ idempotencyKey: evil })).request.path);
-    expect(q.searchParams.get('sysparm_query')).toBe(`correlation_id=${token}^ORDERBYsys_created_on`);
+    expect(q.searchParams.get('sysparm_query')).toBe(
+      `correlation_id=${token}^ORDERBYsys_created_on`,
+    );
     const long = 'session-' + 'y'.repeat(120) + ':dec_1:ticket';
     expect(servicenowCorrelationId(long).length).toBeLessThanOrEqual(100);
     expect(servicenowCorrelationId(long)).toBe(servicenowCorrelationId(long));
