@@ -2,7 +2,15 @@
 // built by scripts/temporal.sh, its SQLite file in the data dir so cases survive restarts.
 // Its address goes to <dataDir>/temporal.address so `vigil worker`/`api` started alone find it.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, statSync, mkdirSync, openSync, readFileSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  statSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -17,6 +25,36 @@ const START_TIMEOUT_MS = 60_000;
 const NICE = '/usr/bin/nice';
 const CHRT = '/usr/bin/chrt';
 const DEV_SERVER_NICENESS = 10;
+
+/** `<dev server pid> <vigil start pid>`: who runs the data dir's dev server. */
+const OWNER_FILE = 'temporal.pid';
+
+function readOwner(file: string): { server: number; owner: number } | undefined {
+  try {
+    const [server, owner] = readFileSync(file, 'utf8').trim().split(/\s+/).map(Number);
+    return server && owner ? { server, owner } : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Whether a pid (possibly reused since) is still a Temporal dev server before it is stopped. */
+function isTemporal(pid: number): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('start-dev');
+  } catch {
+    return false;
+  }
+}
 
 async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -49,8 +87,26 @@ export async function startEmbeddedTemporal(opts: {
   log: (msg: string) => void;
 }): Promise<EmbeddedTemporal> {
   const addrFile = path.join(opts.dataDir, 'temporal.address');
-  // Another vigil process (or an earlier start) may already run it: reuse when it answers.
-  if (existsSync(addrFile)) {
+  const ownerFile = path.join(opts.dataDir, OWNER_FILE);
+  const owner = readOwner(ownerFile);
+  if (owner && owner.owner !== process.pid && alive(owner.owner)) {
+    // Two `vigil start`s on one data dir shared its dev server, and the first to stop took it
+    // from the other (and each re-registered the demo's integrations as its own).
+    throw Object.assign(
+      new Error(
+        `VIGIL_DATA_DIR ${opts.dataDir}: another vigil start (pid ${owner.owner}) runs on it; stop it or use another data dir`,
+      ),
+      { code: 'data_dir_in_use' },
+    );
+  }
+  if (owner && alive(owner.server) && isTemporal(owner.server)) {
+    // Left by a start that was killed (SIGKILL leaves no time to stop it): ours now, to stop.
+    opts.log(`stopping the Temporal dev server (pid ${owner.server}) a killed vigil start left`);
+    process.kill(owner.server, 'SIGTERM');
+    for (let i = 0; i < 50 && alive(owner.server); i++) await sleep(100);
+    if (alive(owner.server)) process.kill(owner.server, 'SIGKILL');
+  } else if (!owner && existsSync(addrFile)) {
+    // Started by something else than a `vigil start` of this version: reuse when it answers.
     const address = readFileSync(addrFile, 'utf8').trim();
     if (address && (await answers(address))) {
       opts.log(`reusing the embedded Temporal dev server at ${address}`);
@@ -134,12 +190,16 @@ async function launch(
     await sleep(200);
   }
   writeFileSync(addrFile, `${address}\n`);
+  if (child.pid !== undefined) {
+    writeFileSync(path.join(opts.dataDir, OWNER_FILE), `${child.pid} ${process.pid}\n`);
+  }
   opts.log(
     `embedded Temporal dev server on ${address} (db ${path.join(opts.dataDir, 'temporal.sqlite')})`,
   );
   return {
     address,
     stop: async () => {
+      rmSync(path.join(opts.dataDir, OWNER_FILE), { force: true });
       if (exited) return;
       child.kill('SIGTERM');
       for (let i = 0; i < 50 && !exited; i++) await sleep(100);
