@@ -180,6 +180,8 @@ export async function handOffDecision(
 }
 
 class InvalidPayload extends Error {}
+/** Claims of a resolution whose case is not found before it is dropped (~20 min at the cap). */
+const RESOLVE_NOT_FOUND_TRIES = 50;
 /** This item could not go now (its case's worker did not take it in time); the rest goes on. */
 class RetryItem extends Error {}
 
@@ -237,9 +239,16 @@ export function createRelay(opts: RelayOptions): Relay {
         }),
       );
     } catch (err) {
-      // The case said no (resolved meanwhile, closed, not its decision) or is gone: the
-      // decision record holds the resolution, and there is nothing left to deliver.
-      if (err instanceof WorkflowUpdateFailedError || err instanceof WorkflowNotFoundError) return;
+      // The case said no (resolved meanwhile, closed, not its decision): the decision record
+      // holds the resolution, and there is nothing left to deliver.
+      if (err instanceof WorkflowUpdateFailedError) return;
+      // No such case yet: its decision's handoff may still be in the outbox (items are claimed
+      // by due time, not per key). Tried again later; given up after RESOLVE_NOT_FOUND_TRIES
+      // (a case long gone from Temporal's retention never comes back).
+      if (err instanceof WorkflowNotFoundError) {
+        if ((item.attempts ?? 1) >= RESOLVE_NOT_FOUND_TRIES) return;
+        throw new RetryItem(message(err));
+      }
       // Temporal answered but the case did not take the update in time (its worker is down):
       // this item waits, the decisions behind other keys do not.
       if (err instanceof WorkflowUpdateRPCTimeoutOrCancelledError)

@@ -47,6 +47,15 @@ function alive(pid: number): boolean {
   }
 }
 
+/** Whether a pid (reused since a reboot, say) is still a vigil process. */
+function isVigil(pid: number): boolean {
+  try {
+    return /cli\/main\.ts|vigil/.test(readFileSync(`/proc/${pid}/cmdline`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
 /** Whether a pid (possibly reused since) is still a Temporal dev server before it is stopped. */
 function isTemporal(pid: number): boolean {
   try {
@@ -89,7 +98,7 @@ export async function startEmbeddedTemporal(opts: {
   const addrFile = path.join(opts.dataDir, 'temporal.address');
   const ownerFile = path.join(opts.dataDir, OWNER_FILE);
   const owner = readOwner(ownerFile);
-  if (owner && owner.owner !== process.pid && alive(owner.owner)) {
+  if (owner && owner.owner !== process.pid && alive(owner.owner) && isVigil(owner.owner)) {
     // Two `vigil start`s on one data dir shared its dev server, and the first to stop took it
     // from the other (and each re-registered the demo's integrations as its own).
     throw Object.assign(

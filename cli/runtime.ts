@@ -157,11 +157,13 @@ const RESOLVE_UPDATE_TIMEOUT_MS = 5_000;
 /** A lifecycle event's signal into its case: the answer waits for it, so not long. */
 const SIGNAL_TIMEOUT_MS = 5_000;
 
-/** The case itself answered (refused the update, or is no more); not an unreachable Temporal. */
+/**
+ * The case itself answered (its validator refused the update). A case not found may not be
+ * started yet (its handoff waits in the outbox): that is not an answer.
+ */
 function caseAnswered(err: unknown): boolean {
   // By name: @temporalio/client is loaded only once Temporal is called (it is not, here).
-  const name = (err as { name?: unknown } | null)?.name;
-  return name === 'WorkflowUpdateFailedError' || name === 'WorkflowNotFoundError';
+  return (err as { name?: unknown } | null)?.name === 'WorkflowUpdateFailedError';
 }
 
 function isAlreadyResolved(err: unknown): boolean {
@@ -317,7 +319,7 @@ async function buildRuntimeWith(
     deadlineMs: config.decisionDeadlineMs,
     now: Date.now,
     clock: () => performance.now(),
-    observe: decisionObserver(metrics),
+    observe: decisionObserver(metrics, (c) => active.resolve(c)?.context === c),
   };
 
   // Tokens: the configured admin token is registered (hashed) with every scope; without one,
@@ -464,18 +466,19 @@ async function buildRuntimeWith(
               } catch (err) {
                 if (isAlreadyResolved(err)) return 'already_resolved';
                 if (!caseAnswered(err)) {
-                  // Temporal (or the case's worker) did not answer: the resolution is kept in
-                  // the outbox behind the session's decisions, and the relay hands it to the
-                  // case when it can. The record says resolved at once (200 once, 409 after).
-                  const r = await decisionLog.resolve(id, resolution, note ?? null);
-                  if (r === 'ok') {
-                    await store.enqueue({
-                      kind: 'case_resolve',
-                      key: workflowId,
-                      payload: { workflow_id: workflowId, resolve: args },
-                    });
-                  }
-                  return r;
+                  // Temporal or the case's worker did not answer, or the case does not exist
+                  // yet (its handoff still in the outbox): the resolution is kept in the
+                  // outbox for the relay to hand to the case when it can. Kept first, then the
+                  // record: a failure between the two leaves a resolution the case refuses
+                  // later as a repeat, never a record the case never hears of.
+                  const known = await decisionLog.get(id);
+                  if (known?.response.resolution) return 'already_resolved';
+                  await store.enqueue({
+                    kind: 'case_resolve',
+                    key: workflowId,
+                    payload: { workflow_id: workflowId, resolve: args },
+                  });
+                  return decisionLog.resolve(id, resolution, note ?? null);
                 }
               }
             }

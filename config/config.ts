@@ -26,8 +26,11 @@ const listOf = (re: RegExp, what: string) =>
       return `${JSON.stringify(bad)} is not ${what}`;
     },
   });
-const HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
-const HOST_OR_HOST_PORT = /^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/;
+// Host names as container runtimes make them too (underscores); IPv6 bracketed (a zone id
+// allowed), or bare where no port follows.
+const HOST = '(\\[[0-9A-Fa-f:.]+(%[A-Za-z0-9_.-]+)?\\]|[A-Za-z0-9._-]+)';
+const HOST_PORT = new RegExp(`^${HOST}:\\d{1,5}$`);
+const HOST_OR_HOST_PORT = new RegExp(`^(${HOST}(:\\d{1,5})?|[0-9A-Fa-f]*:[0-9A-Fa-f:.]+)$`);
 /** A secret given in the environment: short ones are guessed. */
 const secret = (min: number, what: string) =>
   z.preprocess(

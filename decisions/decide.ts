@@ -290,7 +290,13 @@ async function decideOnce(
         // What the synchronous rules decided, for the async rules' workflow to settle against.
         ...(decision === 'PROVISIONAL' ? { sync_decision: syncDecision(response.rules) } : {}),
       };
-      if (deps.outbox.enqueueWithRecord) {
+      if (!RISKY.has(decision)) {
+        // Only async rules left beside an ALLOW (shadow ones): the answer does not depend on
+        // them, so neither waits for nor fails with their handoff; a store outage must not turn
+        // this ALLOW into a 503. Best effort: lost only if the store refuses it.
+        deps.log.append(record);
+        deps.outbox.enqueue(item).catch(() => {});
+      } else if (deps.outbox.enqueueWithRecord) {
         // One transaction; a failure fails the answer (nothing acknowledged, nothing recorded).
         await deps.outbox.enqueueWithRecord(item, record);
       } else {

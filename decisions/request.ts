@@ -308,11 +308,15 @@ function dropAt(root: Obj, path: readonly PropertyKey[], whole: boolean): boolea
   return true;
 }
 const DROPPED = Symbol('dropped');
-function compact(v: unknown): void {
+// Drops are made where issues point, and zod's issue paths stop far above any depth that would
+// overflow the stack: a bounded walk finds every mark (a client's deeply nested value passes).
+const COMPACT_DEPTH = 64;
+function compact(v: unknown, depth = 0): void {
+  if (depth > COMPACT_DEPTH) return;
   if (Array.isArray(v)) {
     for (let i = v.length - 1; i >= 0; i--) if (v[i] === DROPPED) v.splice(i, 1);
-    for (const x of v) compact(x);
-  } else if (isObject(v)) for (const k in v) compact(v[k]);
+    for (const x of v) compact(x, depth + 1);
+  } else if (isObject(v)) for (const k in v) compact(v[k], depth + 1);
 }
 
 /**

@@ -130,9 +130,22 @@ export function createActionInvoker(opts: ActionInvokerOptions) {
 function renderPayload(fields: Record<string, unknown>, ctx: unknown): unknown {
   const payload = renderAction(fields, ctx);
   if (typeof fields.path === 'string' && payload !== null && typeof payload === 'object') {
-    (payload as Record<string, unknown>).path = renderString(fields.path, ctx, encodeURIComponent);
+    (payload as Record<string, unknown>).path = renderString(fields.path, ctx, pathSegment);
   }
   return payload;
+}
+
+/** A placeholder's value as path text: percent-encoded, and never a dot segment. */
+function pathSegment(value: string): string {
+  // encodeURIComponent leaves `.` and `..` as they are, and servers resolve them.
+  if (value === '.' || value === '..') {
+    throw new IntegrationError(
+      'invalid_action',
+      'a path placeholder rendered to a dot segment (. or ..)',
+      { retryable: false },
+    );
+  }
+  return encodeURIComponent(value);
 }
 
 /** A JSON answer parsed; other answers as (bounded) text; none as undefined. */

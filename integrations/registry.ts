@@ -126,7 +126,12 @@ export class IntegrationRegistry {
       // first call after every edit to the old host. Only a store slower than this keeps the
       // old one for that call, as a store that fails does.
       await Promise.race([e.refreshing, delay(FRESH_WAIT_MS)]);
-      return this.#entries.get(slug)?.loaded ?? e.loaded;
+      // A row deleted meanwhile answers undefined, not the old copy; an entry invalidated by
+      // an edit in this process is read again.
+      const cur = this.#entries.get(slug);
+      if (cur) return cur.loaded;
+      await this.#refresh(slug);
+      return this.#entries.get(slug)?.loaded;
     }
     await this.#refresh(slug);
     return this.#entries.get(slug)?.loaded;

@@ -64,7 +64,9 @@ export interface CachedVerifierOptions {
   /**
    * How long a token verified earlier is still taken while the store cannot be asked (it
    * fails), ms. A store outage then stops only what needs the store (a REVIEW's outbox, the
-   * admin API), not every decision a second later. 0: never. Default 300,000.
+   * admin API), not every decision a second later. A token revoked by another process during
+   * that time stays usable here until the store answers again or this runs out. 0: never.
+   * Default 60,000.
    */
   staleIfErrorMs?: number;
   now?: () => number;
@@ -82,13 +84,19 @@ export interface CachedVerifier {
  * remembered, so a token created a moment ago (possibly by another process) works at once.
  * Concurrent first uses of a token share one lookup.
  */
+/** After a store failure, how long stale entries answer before the store is asked again, ms. */
+const STORE_RETRY_MS = 1_000;
+
 export function cachedTokenVerifier(
   verify: TokenVerifier,
   opts: CachedVerifierOptions = {},
 ): CachedVerifier {
   const ttlMs = Math.max(0, opts.ttlMs ?? 1_000);
   const max = Math.max(1, opts.max ?? 1_000);
-  const staleMs = Math.max(0, opts.staleIfErrorMs ?? 300_000);
+  const staleMs = Math.max(0, opts.staleIfErrorMs ?? 60_000);
+  // When the store failed a moment ago, a stale entry answers at once: asking a store that is
+  // unreachable (not refusing) would hold every request for its connect timeout.
+  let failedAt = Number.NEGATIVE_INFINITY;
   const now = opts.now ?? Date.now;
   // Keyed by the presented token: hashing it again per request is the cost being saved. Entries
   // are fresh for ttlMs, then kept (bounded, like the request headers that carried them) only
@@ -113,6 +121,7 @@ export function cachedTokenVerifier(
           return principal;
         },
         (err: unknown) => {
+          failedAt = now();
           // The store failed, not the token: one verified lately still opens its scopes.
           const last = started === epoch ? known.get(plaintext) : undefined;
           if (last && last.staleUntil > now()) return last.principal;
@@ -129,7 +138,10 @@ export function cachedTokenVerifier(
   return {
     verify: (plaintext) => {
       const hit = known.get(plaintext);
-      if (hit && hit.until > now()) return Promise.resolve(hit.principal);
+      const t = now();
+      if (hit && (hit.until > t || (t - failedAt < STORE_RETRY_MS && hit.staleUntil > t))) {
+        return Promise.resolve(hit.principal);
+      }
       return inflight.get(plaintext) ?? lookup(plaintext);
     },
     invalidate: (tokenId) => {

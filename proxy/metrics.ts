@@ -64,6 +64,8 @@ export function createMetrics(registry = new Registry()): ApiMetrics {
  */
 export function decisionObserver(
   metrics: ApiMetrics,
+  /** Contexts that keep their own series whatever callers send (those with a ruleset). */
+  knownContext?: (context: string) => boolean,
 ): (o: {
   context: string;
   outcome: string;
@@ -79,7 +81,7 @@ export function decisionObserver(
   };
   const byContext = new Map<string, Children>();
   // A decision's context is whatever its caller sends: bounded as a label (boundedLabel).
-  const bound = boundedLabel(MAX_CONTEXT_LABELS);
+  const bound = boundedLabel(MAX_CONTEXT_LABELS, knownContext);
   let counterUnavailable: ReturnType<ApiMetrics['failOpen']['labels']> | undefined;
   return (o) => {
     let c = byContext.get(o.context);

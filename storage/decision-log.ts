@@ -153,8 +153,9 @@ export class DecisionLog<R extends DecisionLogRecord = DecisionLogRecord> {
     const until = born + RECENT_WAIT_MS;
     // A time far off is not a minted id's (ids derived from a key decode to noise).
     if (Math.abs(Date.now() - born) > RECENT_WAIT_MS) return undefined;
-    while (Date.now() < until && !this.#closed) {
-      await sleep(RECENT_POLL_MS);
+    // Backing off: a made-up id stamped now costs a handful of reads, not fifty.
+    for (let wait = RECENT_POLL_MS; Date.now() < until && !this.#closed; wait *= 2) {
+      await sleep(Math.min(wait, Math.max(1, until - Date.now())));
       const again = await this.#store.getDecision(id);
       if (again) return recordOf<R>(again);
     }

@@ -173,11 +173,15 @@ export function proxyMetrics(registry: Registry): ProxyMetrics {
  * through names grew /metrics to tens of MB and the heap by hundreds, stalling the process on
  * every scrape. The first `max` values seen keep their own series; later ones share `_other`.
  */
-export function boundedLabel(max: number): (value: string) => string {
+export function boundedLabel(
+  max: number,
+  /** Values that always keep their own series (contexts with a ruleset): never crowded out. */
+  known: (value: string) => boolean = () => false,
+): (value: string) => string {
   const seen = new Set<string>();
   return (value) => {
     if (seen.has(value)) return value;
-    if (seen.size >= max) return OTHER_LABEL;
+    if (seen.size >= max && !known(value)) return OTHER_LABEL;
     seen.add(value);
     return value;
   };

@@ -51,5 +51,10 @@ describe('config', () => {
     expect(() => loadConfig({ VIGIL_ADMIN_TOKEN: 'a' })).toThrow(/VIGIL_ADMIN_TOKEN/);
     expect(() => loadConfig({ VIGIL_SECRET_KEY: 'short' })).toThrow(/VIGIL_SECRET_KEY/);
     expect(loadConfig({ KAFKA_BROKERS: '[::1]:9092' }).kafka?.brokers).toEqual(['[::1]:9092']);
+    // Container names (underscores), bare IPv6 and zone ids are hosts too.
+    expect(loadConfig({ KAFKA_BROKERS: 'kafka_1:9092' }).kafka?.brokers).toEqual(['kafka_1:9092']);
+    expect(
+      loadConfig({ VIGIL_EGRESS_ALLOW: 'risk_api:8080,fd00::10,[fe80::1%eth0]:443' }).egressAllow,
+    ).toHaveLength(3);
   });
 });

@@ -652,8 +652,15 @@ describe('auth and scopes', () => {
     const contexts = new Set(
       [...text.matchAll(/^vigil_decisions_total\{context="([^"]+)"/gm)].map((m) => m[1]),
     );
-    expect(contexts.size).toBeLessThanOrEqual(201);
     expect(contexts.has('_other')).toBe(true);
+    // A context with a ruleset keeps its own series even after the flood.
+    const before = contexts.size;
+    const rs = await json('POST', '/api/admin/rulesets', { ...RULESET, context: 'late-ctx' });
+    await json('POST', `/api/admin/rulesets/${rs.body.id}/activate`);
+    await json('POST', '/api/decisions', { context: 'late-ctx' });
+    const after = (await rt.app.inject({ url: '/metrics' })).body;
+    expect(after).toMatch(/^vigil_decisions_total\{context="late-ctx"/m);
+    expect(before).toBeLessThanOrEqual(201);
   });
 
   it('serves health, readiness, metrics and the OpenAPI document without a token', async () => {

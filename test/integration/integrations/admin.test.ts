@@ -263,6 +263,21 @@ describe('action paths', () => {
       .catch(() => undefined);
     const seen = server.requests.at(-1)!;
     expect(seen.path).toBe('/customers/..%2F..%2F..%2Fadmin%2Fusers%2F1%2Fdelete%3Fx%3D/flag');
+    // A bare dot segment is not encoded by encodeURIComponent: refused, nothing sent.
+    const before = server.requests.length;
+    const err = await integ
+      .invokeAction({
+        integration: 'pathy',
+        action_id: 'by-customer',
+        context: { customer: { id: '..' } },
+        idempotencyKey: 'k-dots',
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e as any,
+      );
+    expect(err).toMatchObject({ code: 'invalid_action', retryable: false });
+    expect(server.requests.length).toBe(before);
   });
 });
 
