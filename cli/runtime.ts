@@ -235,7 +235,7 @@ async function buildRuntimeWith(
   closers: (() => Promise<void> | void)[],
 ): Promise<Runtime> {
   // Checked before anything opens, named by its variable.
-  named('VIGIL_TRUSTED_PROXIES', () => parseTrustedProxies(config.trustedProxies));
+  await named('VIGIL_TRUSTED_PROXIES', () => parseTrustedProxies(config.trustedProxies));
   const metrics = createMetrics();
   // Embedded store: this connection leaves WAL checkpoints to the decision log's writer thread
   // (opened below), off the thread that answers; a checkpoint there made REVIEWs' p99 ~4.5 ms.
@@ -744,20 +744,10 @@ export async function runRoles(config: Config, roles: Roles): Promise<number> {
   }
 }
 
-/** `fn`'s error, prefixed with the setting it is about. */
-function named<T>(variable: string, fn: () => T): T {
+/** `fn`'s result, or its error prefixed with the setting it is about. */
+async function named<T>(what: string, fn: () => T | Promise<T>): Promise<T> {
   try {
-    return fn();
-  } catch (err) {
-    throw new Error(`${variable}: ${err instanceof Error ? err.message : String(err)}`, {
-      cause: err,
-    });
-  }
-}
-
-async function listenNamed(what: string, listen: () => Promise<unknown>): Promise<void> {
-  try {
-    await listen();
+    return await fn();
   } catch (err) {
     throw new Error(`${what}: ${err instanceof Error ? err.message : String(err)}`, {
       cause: err,
@@ -887,7 +877,7 @@ async function runRolesWith(
     await seedDemoDesk(rt, desk!.url, path.join(root, 'examples'));
   }
 
-  await listenNamed(`API_PORT ${config.apiPort} on VIGIL_HOST ${config.host}`, () =>
+  await named(`API_PORT ${config.apiPort} on VIGIL_HOST ${config.host}`, () =>
     rt.app.listen({ port: config.apiPort, host: config.host }),
   );
   const bound = rt.app.server.address();
@@ -929,7 +919,7 @@ async function runRolesWith(
         onRequestEvent: (e) =>
           rt.decideDeps.events.publish('vigil.requests', requestKey(e), () => requestEvent(e)),
       });
-      await listenNamed(`PORT ${config.proxyPort} on VIGIL_HOST ${config.host}`, () =>
+      await named(`PORT ${config.proxyPort} on VIGIL_HOST ${config.host}`, () =>
         proxy.listen(config.proxyPort, config.host),
       );
       inProcessListening = true;

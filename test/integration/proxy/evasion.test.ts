@@ -3,72 +3,24 @@
 // on its amount, and no way of sending it (compressed, after a BOM, under another content type,
 // with trailing garbage, with its amount twice, on a backslashed path) gets a clean ALLOW. A body
 // the proxy cannot read reaches the rules as `$.metadata.dropped`.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { request } from 'undici';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { eventually, freePort, rawExchange, startOrigin, type Origin } from './helpers.ts';
+import { eventually, rawExchange, startOrigin, type Origin } from './helpers.ts';
+import { startVigilProcesses, type VigilProcesses } from './processes.ts';
 
-const root = path.resolve(import.meta.dirname, '../../..');
 const TOKEN = 'vigil_test_admin_token_evasion_0123456789ab';
 let origin: Origin;
-let dir: string;
-let apiUrl: string;
+let v: VigilProcesses;
 let proxyPort: number;
-const children: ChildProcess[] = [];
-
-function vigil(role: 'api' | 'proxy', env: Record<string, string>): void {
-  const base = { ...process.env };
-  for (const k of ['REDIS_URL', 'DATABASE_URL', 'KAFKA_BROKERS', 'TEMPORAL_ADDRESS'])
-    delete base[k];
-  children.push(
-    spawn(process.execPath, ['--no-warnings', path.join(root, 'cli/main.ts'), role], {
-      env: {
-        ...base,
-        VIGIL_DATA_DIR: dir,
-        VIGIL_ADMIN_TOKEN: TOKEN,
-        VIGIL_DEMO: '0',
-        VIGIL_CONFIG: path.join(dir, 'routes.json'),
-        VIGIL_PROXY_WORKERS: '1',
-        ...env,
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    }),
-  );
-}
-
-async function api(method: 'GET' | 'POST', url: string, body?: unknown) {
-  const r = await request(`${apiUrl}${url}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${TOKEN}`,
-      ...(body ? { 'content-type': 'application/json' } : {}),
-    },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await r.body.text();
-  return { status: r.statusCode, body: text ? JSON.parse(text) : {} };
-}
-
-function events(): Record<string, any>[] {
-  const d = path.join(dir, 'events');
-  if (!existsSync(d)) return [];
-  return readdirSync(d)
-    .filter((f) => f.endsWith('.ndjson'))
-    .flatMap((f) => readFileSync(path.join(d, f), 'utf8').split('\n'))
-    .filter(Boolean)
-    .map((l) => JSON.parse(l).value ?? JSON.parse(l));
-}
+const api: VigilProcesses['api'] = (...args) => v.api(...args);
+const events = () => v.events();
 
 beforeAll(async () => {
   origin = await startOrigin();
-  dir = mkdtempSync(path.join(tmpdir(), 'vigil-evasion-'));
-  writeFileSync(
-    path.join(dir, 'routes.json'),
-    JSON.stringify({
+  v = await startVigilProcesses({
+    name: 'evasion',
+    token: TOKEN,
+    routes: {
       mode: 'active',
       origins: { shop: origin.url },
       routes: [
@@ -84,62 +36,34 @@ beforeAll(async () => {
         },
         { match: { path: '/*' }, origin: 'shop' },
       ],
-    }),
-  );
-  const apiPort = await freePort();
-  apiUrl = `http://127.0.0.1:${apiPort}`;
-  vigil('api', { API_PORT: String(apiPort) });
-  await eventually(async () => {
-    try {
-      const r = await request(`${apiUrl}/readyz`);
-      await r.body.dump();
-      return r.statusCode === 200;
-    } catch {
-      return false;
-    }
-  }, 60_000);
-  const created = await api('POST', '/api/admin/rulesets', {
-    name: 'checkout',
-    context: 'checkout',
-    rules: [
+    },
+    rulesets: [
       {
-        id: 'big-amount',
-        type: 'condition',
-        action: 'REVIEW',
-        condition: { gte: { path: '$.transaction.amount', value: 100000 } },
-      },
-      {
-        id: 'values-dropped',
-        type: 'condition',
-        action: 'REVIEW',
-        condition: { neq: { path: '$.metadata.dropped', value: '' } },
+        name: 'checkout',
+        context: 'checkout',
+        rules: [
+          {
+            id: 'big-amount',
+            type: 'condition',
+            action: 'REVIEW',
+            condition: { gte: { path: '$.transaction.amount', value: 100000 } },
+          },
+          {
+            id: 'values-dropped',
+            type: 'condition',
+            action: 'REVIEW',
+            condition: { neq: { path: '$.metadata.dropped', value: '' } },
+          },
+        ],
       },
     ],
   });
-  expect(created.status).toBe(201);
-  expect((await api('POST', `/api/admin/rulesets/${created.body.id}/activate`)).status).toBe(200);
-  proxyPort = await freePort();
-  vigil('proxy', { PORT: String(proxyPort), API_PORT: String(await freePort()) });
-  await eventually(async () => {
-    try {
-      const r = await request(`http://127.0.0.1:${proxyPort}/hello`);
-      await r.body.dump();
-      return r.statusCode === 200;
-    } catch {
-      return false;
-    }
-  }, 60_000);
+  proxyPort = v.proxyPort;
 }, 120_000);
 
 afterAll(async () => {
-  for (const c of children) {
-    if (c.exitCode !== null || c.signalCode !== null) continue;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGTERM');
-    await exited;
-  }
+  await v?.close();
   await origin?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 const cart = JSON.stringify({ amount: 150000, currency: 'EUR', card_token: 'tok_1' });

@@ -5,89 +5,45 @@
 //   and the request forwarded without a decision, so any client could switch BLOCK rules off;
 // - `vigil api` reads VIGIL_CONFIG for /api/authz: the route's query extractors and session
 //   apply, and every check publishes a vigil.requests event.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { statSync } from 'node:fs';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, freePort, startOrigin, type Origin } from './helpers.ts';
+import { eventually, startOrigin, type Origin } from './helpers.ts';
+import { startVigilProcesses, type VigilProcesses } from './processes.ts';
 
-const root = path.resolve(import.meta.dirname, '../../..');
 const TOKEN = 'vigil_test_admin_token_extracted_0123456789';
 let origin: Origin;
-let dir: string;
-let apiUrl: string;
+let v: VigilProcesses;
 let proxyUrl: string;
-const children: ChildProcess[] = [];
+const api: VigilProcesses['api'] = (...args) => v.api(...args);
+const events = () => v.events();
 
-function vigil(role: 'api' | 'proxy', env: Record<string, string>): void {
-  const base = { ...process.env };
-  for (const k of ['REDIS_URL', 'DATABASE_URL', 'KAFKA_BROKERS', 'TEMPORAL_ADDRESS'])
-    delete base[k];
-  children.push(
-    spawn(process.execPath, ['--no-warnings', path.join(root, 'cli/main.ts'), role], {
-      env: {
-        ...base,
-        VIGIL_DATA_DIR: dir,
-        VIGIL_ADMIN_TOKEN: TOKEN,
-        VIGIL_DEMO: '0',
-        VIGIL_CONFIG: path.join(dir, 'routes.json'),
-        VIGIL_PROXY_WORKERS: '1',
-        ...env,
-      },
-      stdio: ['ignore', 'ignore', 'inherit'],
-    }),
-  );
-}
-
-async function api(method: 'GET' | 'POST', url: string, body?: unknown, headers = {}) {
-  const r = await request(`${apiUrl}${url}`, {
-    method,
-    headers: {
-      authorization: `Bearer ${TOKEN}`,
-      ...(body ? { 'content-type': 'application/json' } : {}),
-      ...headers,
+const ruleset = (context: string) => ({
+  name: context,
+  context,
+  rules: [
+    {
+      id: 'bad-email',
+      type: 'condition',
+      action: 'BLOCK',
+      condition: { eq: { path: '$.customer.email', value: 'bad@example.com' } },
     },
-    ...(body ? { body: JSON.stringify(body) } : {}),
-  });
-  const text = await r.body.text();
-  return { status: r.statusCode, headers: r.headers, body: text ? JSON.parse(text) : {} };
-}
-
-async function ready(url: string): Promise<void> {
-  const end = Date.now() + 60_000;
-  while (Date.now() < end) {
-    try {
-      const r = await request(`${url}/readyz`);
-      await r.body.dump();
-      if (r.statusCode === 200) return;
-    } catch {
-      // not up yet
-    }
-    await sleep(100);
-  }
-  throw new Error(`${url} never ready`);
-}
-
-function events(): Record<string, any>[] {
-  const d = path.join(dir, 'events');
-  // Made by the event file's first write.
-  if (!existsSync(d)) return [];
-  return readdirSync(d)
-    .filter((f) => f.endsWith('.ndjson'))
-    .flatMap((f) => readFileSync(path.join(d, f), 'utf8').split('\n'))
-    .filter(Boolean)
-    .map((l) => JSON.parse(l).value ?? JSON.parse(l));
-}
+    {
+      id: 'values-dropped',
+      type: 'condition',
+      action: 'REVIEW',
+      condition: { neq: { path: '$.metadata.dropped', value: '' } },
+    },
+  ],
+});
 
 beforeAll(async () => {
   origin = await startOrigin();
-  dir = mkdtempSync(path.join(tmpdir(), 'vigil-extracted-'));
-  writeFileSync(
-    path.join(dir, 'routes.json'),
-    JSON.stringify({
+  v = await startVigilProcesses({
+    name: 'extracted',
+    token: TOKEN,
+    routes: {
       mode: 'active',
       origins: { shop: origin.url },
       session: { cookie: 'sid' },
@@ -112,57 +68,15 @@ beforeAll(async () => {
         },
         { match: { path: '/*' }, origin: 'shop' },
       ],
-    }),
-  );
-  const apiPort = await freePort();
-  apiUrl = `http://127.0.0.1:${apiPort}`;
-  vigil('api', { API_PORT: String(apiPort) });
-  await ready(apiUrl);
-  for (const context of ['checkout', 'login']) {
-    const created = await api('POST', '/api/admin/rulesets', {
-      name: context,
-      context,
-      rules: [
-        {
-          id: 'bad-email',
-          type: 'condition',
-          action: 'BLOCK',
-          condition: { eq: { path: '$.customer.email', value: 'bad@example.com' } },
-        },
-        {
-          id: 'values-dropped',
-          type: 'condition',
-          action: 'REVIEW',
-          condition: { neq: { path: '$.metadata.dropped', value: '' } },
-        },
-      ],
-    });
-    expect(created.status).toBe(201);
-    expect((await api('POST', `/api/admin/rulesets/${created.body.id}/activate`)).status).toBe(200);
-  }
-  const proxyPort = await freePort();
-  proxyUrl = `http://127.0.0.1:${proxyPort}`;
-  vigil('proxy', { PORT: String(proxyPort), API_PORT: String(await freePort()) });
-  await eventually(async () => {
-    try {
-      const r = await request(`${proxyUrl}/hello`);
-      await r.body.dump();
-      return r.statusCode === 200;
-    } catch {
-      return false;
-    }
-  }, 60_000);
+    },
+    rulesets: [ruleset('checkout'), ruleset('login')],
+  });
+  proxyUrl = v.proxyUrl;
 }, 120_000);
 
 afterAll(async () => {
-  for (const c of children) {
-    if (c.exitCode !== null || c.signalCode !== null) continue;
-    const exited = new Promise((r) => c.once('exit', r));
-    c.kill('SIGTERM');
-    await exited;
-  }
+  await v?.close();
   await origin?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe('a client value the decision API refuses', () => {
@@ -220,10 +134,9 @@ it('a rule sees which values were left out ($.metadata.dropped)', async () => {
   expect(origin.seen.at(-1)?.headers['x-vigil-decision']).toBe('REVIEW');
 });
 
-it('what `vigil api` creates in its data dir is its user’s alone', async () => {
-  const { statSync } = await import('node:fs');
+it('what `vigil api` creates in its data dir is its user’s alone', () => {
   for (const f of ['vigil.sqlite', 'secret.key']) {
-    expect((statSync(path.join(dir, f)).mode & 0o077).toString(8), f).toBe('0');
+    expect((statSync(path.join(v.dir, f)).mode & 0o077).toString(8), f).toBe('0');
   }
 });
 
